@@ -1,0 +1,3 @@
+from aqpl.cli import app
+
+app(prog_name="aqpl")

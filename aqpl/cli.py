@@ -1,0 +1,186 @@
+"""The `aqpl` command: the composition root, the one place that may start both the API and workers.
+
+Imports are made inside each command so that `aqpl serve` never loads torch into the API process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="AQPL Studio: serve the platform, run workers, manage the database and users.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+system_app = typer.Typer(help="Checks of the running platform.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(system_app, name="system")
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Run the migrations up to REVISION on the configured database."""
+    from backend.migrate import upgrade_database
+    from backend.settings import get_settings
+
+    url = get_settings().database_url
+    upgrade_database(url, revision)
+    typer.echo(f"database at {revision}: {url.split('@')[-1]}")
+
+
+@users_app.command("create")
+def users_create(
+    username: str,
+    role: Annotated[str, typer.Option(help="admin, lead or annotator.")] = "annotator",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Create a user; the password comes from a prompt or from stdin."""
+    from backend.db import create_db_engine, make_session_factory, unit_of_work
+    from backend.errors import DomainError
+    from backend.models import Role
+    from backend.settings import get_settings
+    from backend.users.service import create_user
+
+    if role not in Role.__members__:
+        _fail(f"unknown role {role!r}: choose admin, lead or annotator")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    engine = create_db_engine(get_settings().database_url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            user = create_user(session, username, password, Role(role))
+            typer.echo(f"created {user.role.value} {user.username!r} (id {user.id})")
+    except DomainError as exc:
+        _fail(exc.message)
+    finally:
+        engine.dispose()
+
+
+@system_app.command("ping")
+def system_ping(timeout: Annotated[float, typer.Option(help="Seconds to wait for a worker.")] = 60.0) -> None:
+    """Send `system.ping` through the broker and wait until a worker has written it to the database."""
+    from sqlalchemy import select
+
+    from backend.db import create_db_engine, make_session_factory, unit_of_work
+    from backend.models import WorkerHeartbeat
+    from backend.queue import TaskSender, make_celery
+    from backend.settings import get_settings
+
+    settings = get_settings()
+    token = uuid.uuid4().hex
+    TaskSender(make_celery(settings)).send("system.ping", token)
+    engine = create_db_engine(settings.database_url)
+    factory = make_session_factory(engine)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            with unit_of_work(factory) as session:
+                hostname = session.scalar(
+                    select(WorkerHeartbeat.hostname).where(WorkerHeartbeat.token == token)
+                )
+            if hostname is not None:
+                typer.echo(f"pong from worker on {hostname}")
+                return
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
+    _fail(
+        f"no worker answered within {timeout:g} s (is `aqpl worker` running against {settings.broker_url}?)"
+    )
+
+
+@app.command()
+def demo() -> None:
+    """Seed the local demo once (logins and demo project) and print how to sign in."""
+    from backend.db import create_db_engine, make_session_factory, unit_of_work
+    from backend.demo import seed_demo
+    from backend.settings import get_settings
+
+    settings = get_settings()
+    engine = create_db_engine(settings.database_url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            logins = seed_demo(session, settings.data_dir)
+    finally:
+        engine.dispose()
+    typer.echo("AQPL Studio demo logins (kept in data/demo_logins.json):")
+    for login in logins:
+        typer.echo(f"  {login.role:<10} {login.username:<12} password: {login.password}")
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated queues (default: AQPL_QUEUE).")] = "",
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker processes (one per GPU is typical).")] = 1,
+    pool: Annotated[str, typer.Option(help="prefork, solo or threads.")] = "prefork",
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "info",
+) -> None:
+    """Start a Celery worker for the configured broker and database."""
+    from backend.settings import get_settings
+    from worker.celery_app import app as celery_app
+
+    queues = queues or get_settings().queue
+    celery_app.worker_main(
+        [
+            "worker",
+            f"--queues={queues}",
+            f"--concurrency={concurrency}",
+            f"--pool={pool}",
+            f"--loglevel={loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Serve the API only (workers run elsewhere).")
+    ] = False,
+    workers: Annotated[int, typer.Option(min=1, help="API processes.")] = 1,
+) -> None:
+    """Serve the API and pages; unless --no-worker, also run a worker process beside it."""
+    import uvicorn
+
+    worker_process: subprocess.Popen[bytes] | None = None
+    if not no_worker:
+        worker_process = subprocess.Popen([sys.executable, "-m", "aqpl", "worker", "--pool=solo"])
+    try:
+        uvicorn.run(
+            "backend.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=os.environ.get("AQPL_LOG_LEVEL", "info"),
+        )
+    finally:
+        if worker_process is not None:
+            worker_process.send_signal(signal.SIGTERM)
+            try:
+                worker_process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker_process.kill()

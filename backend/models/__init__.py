@@ -1,0 +1,31 @@
+"""ORM models: one package, imported by the API, the worker and Alembic."""
+
+from backend.models.annotation import Annotation, Assignment, AssignmentState
+from backend.models.checkpoint import Checkpoint
+from backend.models.example import Example, SigmaChange, SigmaSource, Split
+from backend.models.project import Project, ProjectStatus
+from backend.models.round import Query, QuerySide, Round, RoundState, Score
+from backend.models.system import WorkerHeartbeat
+from backend.models.user import ApiToken, Role, User
+
+__all__ = [
+    "Annotation",
+    "ApiToken",
+    "Assignment",
+    "AssignmentState",
+    "Checkpoint",
+    "Example",
+    "Project",
+    "ProjectStatus",
+    "Query",
+    "QuerySide",
+    "Role",
+    "Round",
+    "RoundState",
+    "Score",
+    "SigmaChange",
+    "SigmaSource",
+    "Split",
+    "User",
+    "WorkerHeartbeat",
+]

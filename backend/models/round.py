@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Enum, Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from backend.db import Base
+from backend.models._types import JSONType, UTCDateTime, utcnow
+
+
+class RoundState(enum.StrEnum):
+    scoring = "scoring"
+    annotating = "annotating"
+    aggregating = "aggregating"
+    training = "training"
+    evaluating = "evaluating"
+    published = "published"
+    failed = "failed"
+
+
+class QuerySide(enum.StrEnum):
+    excessive = "excessive"  # high entropy: σ too strong
+    deficient = "deficient"  # low entropy: σ too weak
+    uncertain = "uncertain"  # baseline strategies
+    random = "random"
+
+
+class Round(Base):
+    __tablename__ = "rounds"
+    __table_args__ = (UniqueConstraint("project_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int]
+    state: Mapped[RoundState] = mapped_column(
+        Enum(RoundState, native_enum=False, length=16), default=RoundState.scoring
+    )
+    # The step that failed, so that retry resumes there.
+    failed_state: Mapped[RoundState | None] = mapped_column(Enum(RoundState, native_enum=False, length=16))
+    error: Mapped[str | None] = mapped_column(Text)
+    # {"step": "scoring", "done": 1200, "total": 5000}
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    sigma_histogram_before: Mapped[list[int] | None] = mapped_column(JSONType)
+    sigma_histogram_after: Mapped[list[int] | None] = mapped_column(JSONType)
+    krippendorff_alpha: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    annotating_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Score(Base):
+    """Per example per round: the AQPL entropy H and the two baseline scores."""
+
+    __tablename__ = "scores"
+    __table_args__ = (UniqueConstraint("round_id", "example_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"))
+    example_id: Mapped[int] = mapped_column(ForeignKey("examples.id", ondelete="CASCADE"))
+    entropy: Mapped[float] = mapped_column(Float)
+    clean_uncertainty: Mapped[float] = mapped_column(Float)
+    noise_uncertainty: Mapped[float] = mapped_column(Float)
+
+
+class Query(Base):
+    """An example selected in a round, to be answered by `required_answers` annotators."""
+
+    __tablename__ = "queries"
+    __table_args__ = (
+        UniqueConstraint("round_id", "example_id"),
+        # tasks/next: open queries of a round that still need answers
+        Index("ix_queries_round_open", "round_id", "answer_count"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"))
+    example_id: Mapped[int] = mapped_column(ForeignKey("examples.id", ondelete="CASCADE"), index=True)
+    side: Mapped[QuerySide] = mapped_column(Enum(QuerySide, native_enum=False, length=16))
+    score: Mapped[float] = mapped_column(Float)  # H for aqpl, the strategy's score otherwise
+    required_answers: Mapped[int]  # overlap k, raised by one when answers disagree too much
+    answer_count: Mapped[int] = mapped_column(default=0)
+    sigma_index_before: Mapped[int]
+    result_sigma_index: Mapped[int | None]  # median of the answers, on the ladder
+    result_mad: Mapped[float | None] = mapped_column(Float)  # median absolute deviation, in ladder steps
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | complete

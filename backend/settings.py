@@ -1,0 +1,95 @@
+"""One typed settings object, read from `AQPL_*` environment variables (and `.env`)."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Secrets that must never reach production: the compose file's example and common fillers.
+PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "please-change-me", "dev"})
+
+
+class Settings(BaseSettings):
+    """Every setting the platform reads; `AQPL_<NAME>` in the environment overrides each."""
+
+    model_config = SettingsConfigDict(env_prefix="AQPL_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("./data")
+    # Defaults to a SQLite file under data_dir: nothing to install for one machine.
+    database_url: str = ""
+    # Defaults to kombu's filesystem transport under data_dir: a broker that needs no server.
+    broker_url: str = ""
+    # Generated once and kept in data_dir/secret_key for local use; required in production.
+    # Celery queue the API sends to and workers consume (separate deployments can share one Redis).
+    queue: str = Field(default="aqpl", pattern=r"^[A-Za-z0-9_.-]+$")
+    secret_key: SecretStr = SecretStr("")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Dataset paths given to the API must lie under this folder (defaults to data_dir/imports).
+    import_root: Path | None = None
+    # Seconds an annotator keeps a task before it returns to the pool (renewed while the page is open).
+    lease_seconds: int = Field(default=300, ge=10)
+    # Largest request body the API accepts, in bytes (uploads included).
+    max_upload_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'aqpl.sqlite3'}"
+        if not self.broker_url:
+            self.broker_url = "filesystem://"
+        if self.import_root is None:
+            self.import_root = self.data_dir / "imports"
+        self.import_root = self.import_root.expanduser().resolve()
+        secret = self.secret_key.get_secret_value()
+        if self.environment == "production":
+            if secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 32:
+                raise ValueError(
+                    "AQPL_SECRET_KEY must be set to a random value of at least 32 characters in production "
+                    "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+                )
+        elif not secret:
+            self.secret_key = SecretStr(_local_secret(self.data_dir))
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem")
+
+    @property
+    def broker_dir(self) -> Path:
+        """Folder of the embedded (filesystem) broker's messages."""
+        return self.data_dir / "broker"
+
+    @property
+    def storage_dir(self) -> Path:
+        """Dataset arrays, corruption caches and checkpoints."""
+        return self.data_dir / "storage"
+
+
+def _local_secret(data_dir: Path) -> str:
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    path.write_text(value)
+    path.chmod(0o600)
+    return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,14 @@
+"""The worker's Celery app: the API's configuration plus the task modules.
+
+`aqpl worker` runs it; `celery -A worker.celery_app worker` works too.
+"""
+
+from __future__ import annotations
+
+from backend.queue import make_celery
+from backend.settings import get_settings
+
+TASK_MODULES = ["worker.tasks.system"]
+
+app = make_celery(get_settings())
+app.conf.imports = TASK_MODULES

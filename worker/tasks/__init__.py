@@ -1,0 +1,1 @@
+"""Celery tasks, named "domain.event", taking ids only, idempotent (acks_late redelivers)."""
