@@ -24,9 +24,16 @@ def make_celery(settings: Settings) -> Celery:
     options: dict[str, Any] = {"visibility_timeout": 6 * 3600}
     if settings.is_embedded_broker:
         queue_dir = settings.broker_dir / "queue"
-        queue_dir.mkdir(parents=True, exist_ok=True)
+        control_dir = settings.broker_dir / "control"
+        for folder in (queue_dir, control_dir):
+            folder.mkdir(parents=True, exist_ok=True)
         # Producer and consumer share one folder: what the API writes, the worker reads.
-        options = {"data_folder_in": str(queue_dir), "data_folder_out": str(queue_dir)}
+        # The control folder defaults to ./control in the working directory: keep it under data_dir.
+        options = {
+            "data_folder_in": str(queue_dir),
+            "data_folder_out": str(queue_dir),
+            "control_folder": str(control_dir),
+        }
     app.conf.update(
         broker_url=settings.broker_url,
         broker_transport_options=options,
