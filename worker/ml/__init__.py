@@ -1,0 +1,1 @@
+"""Pure PyTorch + numpy core of AQPL: datasets, noise, models, training, scoring, strategies, corruptions."""
