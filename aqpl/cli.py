@@ -110,20 +110,39 @@ def system_ping(timeout: Annotated[float, typer.Option(help="Seconds to wait for
 
 
 @app.command()
-def demo() -> None:
-    """Seed the local demo once (logins and demo project) and print how to sign in."""
+def demo(
+    url: Annotated[str, typer.Option(help="Where `aqpl serve` will answer (printed for you).")] = (
+        "http://127.0.0.1:8000"
+    ),
+) -> None:
+    """Seed the local demo once (logins and demo project) and print how to sign in.
+
+    The project's pretraining is sent to the worker (`aqpl serve` runs one); round 1 opens by
+    itself once the project is ready.
+    """
     from backend.db import create_db_engine, make_session_factory, unit_of_work
-    from backend.demo import seed_demo
+    from backend.demo import DEMO_PROJECT_NAME, seed_demo, seed_demo_project
+    from backend.queue import TaskSender, install_outbox, make_celery
     from backend.settings import get_settings
 
     settings = get_settings()
     engine = create_db_engine(settings.database_url)
     try:
-        with unit_of_work(make_session_factory(engine)) as session:
+        factory = make_session_factory(engine)
+        install_outbox(factory, TaskSender(make_celery(settings)))
+        with unit_of_work(factory) as session:
             logins = seed_demo(session, settings.data_dir)
+            project = seed_demo_project(session, settings)
+            project_id = project.id if project is not None else None
     finally:
         engine.dispose()
-    typer.echo("AQPL Studio demo logins (kept in data/demo_logins.json):")
+    if project_id is not None:
+        typer.echo(
+            f"demo project {DEMO_PROJECT_NAME!r} (id {project_id}): the worker imports and pretrains it, "
+            "then opens round 1 (a few minutes on a CPU)"
+        )
+    typer.echo(f"AQPL Studio: {url.rstrip('/')}/  (API docs: {url.rstrip('/')}/api/docs)")
+    typer.echo("demo logins (kept in data/demo_logins.json):")
     for login in logins:
         typer.echo(f"  {login.role:<10} {login.username:<12} password: {login.password}")
 

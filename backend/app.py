@@ -8,11 +8,23 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 import aqpl
+from backend.auth.endpoints import router as auth_router
+from backend.checkpoints.endpoints import router as checkpoints_router
 from backend.db import create_db_engine, make_session_factory
 from backend.errors import install_error_handlers
+from backend.examples.endpoints import router as examples_router
+from backend.limits import BodySizeLimit
+from backend.metrics.endpoints import install_metrics
+from backend.projects.endpoints import router as projects_router
 from backend.queue import TaskSender, install_outbox, make_celery
+from backend.rounds.endpoints import router as rounds_router
 from backend.settings import Settings, get_settings
 from backend.system.endpoints import router as system_router
+from backend.tasks.endpoints import router as tasks_router
+from backend.tokens.endpoints import router as tokens_router
+from backend.ui.pages import router as ui_router
+from backend.ui.pages import static_files
+from backend.users.endpoints import router as users_router
 
 API_PREFIX = "/api/v1"
 
@@ -20,6 +32,14 @@ API_PREFIX = "/api/v1"
 def api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
     router.include_router(system_router)
+    router.include_router(auth_router)
+    router.include_router(users_router)
+    router.include_router(tokens_router)
+    router.include_router(tasks_router)
+    router.include_router(examples_router)
+    router.include_router(projects_router)
+    router.include_router(rounds_router)
+    router.include_router(checkpoints_router)
     return router
 
 
@@ -52,5 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.include_router(api_router())
+    install_metrics(app)
+    app.include_router(ui_router)
+    app.mount("/static", static_files(), name="static")
     return app

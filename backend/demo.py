@@ -1,4 +1,8 @@
-"""The one-machine demo: local logins (and, once projects exist, a demo project), made once."""
+"""The one-machine demo: local logins and a project on scikit-learn's digits, made once.
+
+`aqpl demo` only writes rows and sends `datasets.import`; the worker imports, pretrains and,
+because the project says `open_first_round`, opens round 1 by itself once it is ready.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,13 @@ import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.models import Role
+from backend.models import Project, Role
+from backend.projects.schemas import DatasetSpec, EvaluationOptions, ProjectCreate
+from backend.projects.service import create_project
+from backend.settings import Settings
 from backend.users.service import create_user, get_user_by_name
 
 DEMO_USERS = (("admin", Role.admin), ("annotator1", Role.annotator), ("annotator2", Role.annotator))
@@ -38,3 +46,51 @@ def seed_demo(session: Session, data_dir: Path) -> list[DemoLogin]:
     logins_file.write_text(json.dumps([asdict(login) for login in logins], indent=2))
     logins_file.chmod(0o600)
     return logins
+
+
+DEMO_PROJECT_NAME = "Demo: handwritten digits"
+# Sized for a laptop CPU (ready in about a minute): 1438 training digits, a few epochs, 20 draws.
+DEMO_PROJECT = ProjectCreate(
+    name=DEMO_PROJECT_NAME,
+    dataset=DatasetSpec(format="digits"),
+    model="small_cnn",
+    method="gnt",
+    draws=20,
+    budget=10,
+    overlap=2,
+    initial_sigma=0.3,
+    epochs=4,
+    finetune_epochs=2,
+    batch_size=64,
+    auto_close=True,
+    open_first_round=True,
+    # The cheap common corruptions at three severities (glass blur and frost alone would take minutes).
+    evaluation=EvaluationOptions(
+        corruptions=[
+            "shot_noise",
+            "impulse_noise",
+            "defocus_blur",
+            "motion_blur",
+            "zoom_blur",
+            "snow",
+            "fog",
+            "brightness",
+            "contrast",
+            "elastic_transform",
+            "pixelate",
+            "jpeg_compression",
+        ],
+        severities=[1, 3, 5],
+    ),
+)
+
+
+def seed_demo_project(session: Session, settings: Settings) -> Project | None:
+    """The demo project, owned by the demo admin: made (and sent to the worker) the first time only."""
+    existing = session.scalar(select(Project).where(Project.name == DEMO_PROJECT_NAME))
+    if existing is not None:
+        return existing
+    owner = get_user_by_name(session, "admin")
+    if owner is None:
+        return None
+    return create_project(session, settings, owner, DEMO_PROJECT)

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import math
+from typing import Any
+
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
+
+logger = logging.getLogger(__name__)
 
 
 class DomainError(Exception):
@@ -45,7 +53,23 @@ class PayloadTooLarge(DomainError):
     status_code = 413
 
 
+def _json_safe(value: Any) -> Any:
+    """Validation errors echo the bad input; NaN and infinity have no JSON form, so they become text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler fails (500) on a body like {"seconds": 1e999}: it cannot encode inf.
+        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+
     @app.exception_handler(DomainError)
     async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
@@ -57,3 +81,22 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"detail": "The database is unreachable right now; try again in a moment."}, status_code=503
         )
+
+    @app.exception_handler(DataError)
+    @app.exception_handler(UnicodeEncodeError)
+    async def _unstorable_value(_request: Request, _exc: Exception) -> JSONResponse:
+        # Input that passed validation but that the database refuses: a NUL character (PostgreSQL),
+        # an unpaired surrogate (no UTF-8 form), a number beyond the column's range.
+        return JSONResponse(
+            {
+                "detail": "a value in the request cannot be stored: out of range, or text with NUL "
+                "or unpaired surrogate characters"
+            },
+            status_code=422,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The trace goes to the server log only: clients never see stack traces or driver messages.
+        logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal error"}, status_code=500)

@@ -21,7 +21,14 @@ def make_celery(settings: Settings) -> Celery:
     """A Celery app for `settings`: Redis in production, a filesystem broker for one machine."""
     app = Celery("aqpl")
     # Redis redelivers an unacknowledged message after this many seconds: longer than any step.
-    options: dict[str, Any] = {"visibility_timeout": 6 * 3600}
+    visibility_timeout = settings.broker_visibility_timeout
+    options: dict[str, Any] = {
+        "visibility_timeout": visibility_timeout,
+        # Workers sweep for messages past their visibility timeout this often (seconds); one
+        # cheap Redis range query per sweep, so a dead worker's task is back within a sweep.
+        "unacked_restore_interval": max(1, min(10, visibility_timeout // 2)),
+        "unacked_restore_throttle": 1,
+    }
     if settings.is_embedded_broker:
         queue_dir = settings.broker_dir / "queue"
         control_dir = settings.broker_dir / "control"

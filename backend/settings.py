@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # Largest request body the API accepts, in bytes (uploads included).
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Seconds before Redis hands an unacknowledged task (its worker died) to another worker.
+    # Longer than any step, since a task still running past it is delivered a second time;
+    # tests set a few seconds to see a killed worker's task come back.
+    broker_visibility_timeout: int = Field(default=6 * 3600, ge=1)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

@@ -8,7 +8,14 @@ from __future__ import annotations
 from backend.queue import make_celery
 from backend.settings import get_settings
 
-TASK_MODULES = ["worker.tasks.system"]
+TASK_MODULES = [
+    "worker.tasks.system",
+    "worker.tasks.datasets",
+    "worker.tasks.training",
+    "worker.tasks.scoring",
+    "worker.tasks.rounds",
+    "worker.tasks.evaluation",
+]
 
 app = make_celery(get_settings())
 app.conf.imports = TASK_MODULES

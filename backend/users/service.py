@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from backend.errors import Conflict, InvalidInput
+from backend.errors import Conflict, Forbidden, InvalidInput
 from backend.models import Role, User
 from backend.security import hash_password
 
@@ -30,3 +30,18 @@ def create_user(session: Session, username: str, password: str, role: Role) -> U
 
 def get_user_by_name(session: Session, username: str) -> User | None:
     return session.scalar(select(User).where(User.username == username))
+
+
+def create_user_by(session: Session, creator: User, username: str, password: str, role: Role) -> User:
+    """Admins create anyone; leads create annotators only."""
+    if creator.role != Role.admin and role != Role.annotator:
+        raise Forbidden("leads may create annotator accounts only")
+    return create_user(session, username, password, role)
+
+
+def list_users(session: Session, viewer: User) -> list[User]:
+    """Admins see everyone; leads see the annotators and themselves."""
+    statement = select(User).order_by(User.id)
+    if viewer.role != Role.admin:
+        statement = statement.where(or_(User.role == Role.annotator, User.id == viewer.id))
+    return list(session.scalars(statement))

@@ -1,0 +1,153 @@
+"""Logins and tokens: password checks with throttling, login and API tokens. Services flush, never commit."""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime, timedelta
+from functools import cache
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.auth.ratelimit import LoginRateLimiter
+from backend.auth.scopes import ALL_SCOPES, ROLE_SCOPES
+from backend.errors import Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthorized
+from backend.models import ApiToken, Role, User
+from backend.security import hash_password, new_token, token_digest, verify_password
+from backend.users.service import get_user_by_name
+
+logger = logging.getLogger(__name__)
+
+LOGIN_TOKEN_NAME = "login"  # noqa: S105  # a name, not a secret; reserved: API tokens may not take it
+LOGIN_TOKEN_LIFETIME = timedelta(hours=12)
+# last_used_at is a hint for people, not an audit log: write it at most once a minute per token.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+_fallback_limiter = LoginRateLimiter()
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+@cache
+def _dummy_hash() -> str:
+    return hash_password("not-a-real-password")
+
+
+def authenticate(
+    session: Session,
+    username: str,
+    password: str,
+    client_address: str,
+    *,
+    limiter: LoginRateLimiter | None = None,
+) -> User:
+    """The active user with these credentials; 401 otherwise, 429 after too many failures."""
+    limiter = limiter or _fallback_limiter
+    user_key, address_key = f"user:{username.lower()}", f"address:{client_address}"
+    wait = limiter.retry_after(user_key, address_key)
+    if wait > 0:
+        raise TooManyRequests(f"too many failed logins; try again in {math.ceil(wait)} seconds")
+    user = get_user_by_name(session, username)
+    # Verify against a dummy hash for unknown users so the answer takes as long either way.
+    valid = verify_password(user.password_hash if user else _dummy_hash(), password)
+    if user is None or not valid or not user.is_active:
+        limiter.record_failure(user_key, address_key)
+        logger.info("failed login for %r from %s", username, client_address)
+        raise Unauthorized("wrong username or password")
+    limiter.clear(user_key)
+    return user
+
+
+def create_login_token(session: Session, user: User) -> str:
+    """A bearer token for a browser session: every scope of the role, valid 12 hours."""
+    plain = new_token()
+    session.add(
+        ApiToken(
+            user_id=user.id,
+            name=LOGIN_TOKEN_NAME,
+            token_hash=token_digest(plain),
+            scopes=sorted(ROLE_SCOPES[user.role]),
+            expires_at=datetime.now(UTC) + LOGIN_TOKEN_LIFETIME,
+        )
+    )
+    session.flush()
+    return plain
+
+
+def create_api_token(
+    session: Session,
+    user: User,
+    name: str,
+    scopes: list[str],
+    expires_at: datetime | None,
+    *,
+    within_scopes: frozenset[str] | None = None,
+) -> tuple[ApiToken, str]:
+    """A named token with a subset of the role's scopes (and of `within_scopes`, the caller's token's)."""
+    if name.strip().lower() == LOGIN_TOKEN_NAME:
+        raise InvalidInput(f"the token name {LOGIN_TOKEN_NAME!r} is reserved for browser sessions")
+    unknown = sorted(set(scopes) - set(ALL_SCOPES))
+    if unknown:
+        raise InvalidInput(f"unknown scopes {unknown}; choose from {list(ALL_SCOPES)}")
+    if not scopes:
+        raise InvalidInput("a token needs at least one scope")
+    allowed = ROLE_SCOPES[user.role] if within_scopes is None else ROLE_SCOPES[user.role] & within_scopes
+    refused = sorted(set(scopes) - allowed)
+    if refused:
+        raise Forbidden(f"you cannot grant the scopes {refused}")
+    if expires_at is not None and as_utc(expires_at) <= datetime.now(UTC):
+        raise InvalidInput("expires_at must be in the future")
+    plain = new_token()
+    token = ApiToken(
+        user_id=user.id,
+        name=name,
+        token_hash=token_digest(plain),
+        scopes=sorted(set(scopes)),
+        expires_at=as_utc(expires_at) if expires_at else None,
+    )
+    session.add(token)
+    session.flush()
+    return token, plain
+
+
+def list_api_tokens(session: Session, user: User) -> list[ApiToken]:
+    """The user's API tokens (revoked ones included, login sessions left out), newest first."""
+    query = (
+        select(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.name != LOGIN_TOKEN_NAME)
+        .order_by(ApiToken.id.desc())
+    )
+    return list(session.scalars(query))
+
+
+def revoke_token(session: Session, user: User, token_id: int) -> ApiToken:
+    """Revoke one of the user's tokens (an admin may revoke anyone's); revoking twice is harmless."""
+    token = session.get(ApiToken, token_id)
+    if token is None or (token.user_id != user.id and user.role != Role.admin):
+        raise NotFound(f"token {token_id} not found")
+    if token.revoked_at is None:
+        token.revoked_at = datetime.now(UTC)
+        session.flush()
+    return token
+
+
+def resolve_token(session: Session, plain: str) -> tuple[User, ApiToken] | None:
+    """The user and token row behind a presented token, or None if unknown, expired, revoked or inactive."""
+    if not plain:
+        return None
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_digest(plain)))
+    if token is None or token.revoked_at is not None:
+        return None
+    now = datetime.now(UTC)
+    if token.expires_at is not None and as_utc(token.expires_at) <= now:
+        return None
+    user = session.get(User, token.user_id)
+    if user is None or not user.is_active:
+        return None
+    if token.last_used_at is None or as_utc(token.last_used_at) < now - LAST_USED_RESOLUTION:
+        token.last_used_at = now
+    return user, token

@@ -1,0 +1,285 @@
+"""Projects: creation (then the worker imports and pretrains), reads, examples, metrics and export.
+
+Services flush, never commit; worker steps are sent with enqueue_after_commit.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from aqpl.ladder import index_of
+from backend import storage
+from backend.checkpoints.repository import checkpoint_read
+from backend.errors import Conflict, Forbidden, InvalidInput, NotFound
+from backend.models import Project, ProjectStatus, Role, SigmaSource, Split, User
+from backend.projects import repository
+from backend.projects.dataset_check import check_dataset
+from backend.projects.schemas import (
+    ExamplePage,
+    ExampleRead,
+    ProjectCreate,
+    ProjectMetrics,
+    ProjectRead,
+    ProjectSummary,
+    RoundMetrics,
+    SigmaCounts,
+)
+from backend.queue import enqueue_after_commit
+from backend.rounds.repository import round_read
+from backend.settings import Settings
+
+# Formats read from a file or folder; "digits" ships with scikit-learn.
+FORMATS_WITH_PATH = frozenset({"mnist", "cifar10", "npz", "imagefolder"})
+# Steps of a project before it is ready, in order: progress.step names the one running (or failed).
+STEP_IMPORTING = "importing"
+STEP_PRETRAINING = "pretraining"
+STEP_EVALUATING = "evaluating"
+STEP_AWAITING_UPLOAD = "awaiting_upload"
+EXPORT_FORMATS = ("csv", "jsonl")
+EXPORT_COLUMNS = (
+    "example_id",
+    "split",
+    "dataset_index",
+    "label",
+    "sigma_index",
+    "sigma_source",
+    "sigma_round",
+    "sigma_history",
+    "answers",
+)
+
+
+def ensure_can_manage(user: User | None, project: Project) -> None:
+    """Admins manage every project, leads their own; None is the platform itself (worker, demo)."""
+    if user is None or user.role == Role.admin:
+        return
+    if user.role != Role.lead or project.owner_id != user.id:
+        raise Forbidden(f"you do not manage project {project.id}")
+
+
+def get_project(session: Session, project_id: int, *, for_update: bool = False) -> Project:
+    project = repository.get(session, project_id, for_update=for_update)
+    if project is None:
+        raise NotFound(f"project {project_id} does not exist")
+    return project
+
+
+def get_managed_project(session: Session, user: User | None, project_id: int) -> Project:
+    project = get_project(session, project_id)
+    ensure_can_manage(user, project)
+    return project
+
+
+def project_config(settings: Settings, body: ProjectCreate) -> dict[str, Any]:
+    """The stored configuration: the request minus the name, σ as a ladder index, the path resolved."""
+    config = body.model_dump(exclude={"name"})
+    dataset = config["dataset"]
+    if dataset["format"] in FORMATS_WITH_PATH:
+        if dataset["path"] is not None:
+            path = storage.resolve_import_path(settings, dataset["path"])
+            check_dataset(dataset["format"], path, settings.import_root or path)
+            dataset["path"] = str(path)
+    elif dataset["path"] is not None:
+        raise InvalidInput(f"dataset format {dataset['format']!r} takes no path")
+    config["initial_sigma_index"] = index_of(body.initial_sigma)
+    return config
+
+
+def create_project(session: Session, settings: Settings, owner: User, body: ProjectCreate) -> Project:
+    """A new project in `importing`; the worker imports, pretrains and evaluates it."""
+    config = project_config(settings, body)
+    awaiting_upload = config["dataset"]["format"] in FORMATS_WITH_PATH and config["dataset"]["path"] is None
+    project = Project(
+        name=body.name,
+        owner_id=owner.id,
+        status=ProjectStatus.importing,
+        config=config,
+        noise_seed=body.seed,
+        progress={"step": STEP_AWAITING_UPLOAD if awaiting_upload else STEP_IMPORTING, "done": 0, "total": 1},
+    )
+    session.add(project)
+    session.flush()
+    if not awaiting_upload:
+        enqueue_after_commit(session, "datasets.import", project.id)
+    return project
+
+
+def ensure_awaiting_upload(project: Project) -> None:
+    """409 unless the project was created without a dataset path and still waits for its upload."""
+    if (
+        project.status != ProjectStatus.importing
+        or (project.progress or {}).get("step") != STEP_AWAITING_UPLOAD
+    ):
+        raise Conflict(
+            f"project {project.id} is not waiting for a dataset upload (status {project.status.value})"
+        )
+
+
+def attach_upload(session: Session, settings: Settings, project: Project, stored_path: str) -> Project:
+    """Point an awaiting project at an uploaded dataset (stored under the import root) and import it."""
+    ensure_awaiting_upload(project)
+    path = storage.resolve_import_path(settings, stored_path)
+    check_dataset(project.config["dataset"]["format"], path, settings.import_root or path)
+    config = dict(project.config)
+    config["dataset"] = {**config["dataset"], "path": str(path)}
+    project.config = config
+    project.progress = {"step": STEP_IMPORTING, "done": 0, "total": 1}
+    session.flush()
+    enqueue_after_commit(session, "datasets.import", project.id)
+    return project
+
+
+def retry_project(session: Session, project: Project) -> Project:
+    """Resume a failed project at the step that failed (import, pretraining or evaluation)."""
+    if project.status != ProjectStatus.failed:
+        raise Conflict(f"project {project.id} has not failed (status {project.status.value})")
+    step = (project.progress or {}).get("step", STEP_IMPORTING)
+    project.error = None
+    if step == STEP_IMPORTING:
+        project.status = ProjectStatus.importing
+        enqueue_after_commit(session, "datasets.import", project.id)
+    elif step == STEP_EVALUATING:
+        project.status = ProjectStatus.pretraining
+        enqueue_after_commit(session, "evaluation.evaluate", project.id, 0)
+    else:
+        project.status = ProjectStatus.pretraining
+        project.progress = {"step": STEP_PRETRAINING, "done": 0, "total": 1}
+        enqueue_after_commit(session, "training.pretrain", project.id)
+    session.flush()
+    return project
+
+
+def project_summary(project: Project) -> ProjectSummary:
+    return ProjectSummary(
+        id=project.id,
+        name=project.name,
+        status=project.status.value,
+        error=project.error,
+        num_train=project.num_train,
+        num_test=project.num_test,
+        created_at=project.created_at,
+    )
+
+
+def project_read(session: Session, project: Project) -> ProjectRead:
+    progress = project.progress if project.progress and project.status != ProjectStatus.ready else None
+    current_round = repository.latest_round(session, project.id)
+    checkpoint = repository.latest_checkpoint(session, project.id)
+    return ProjectRead(
+        id=project.id,
+        name=project.name,
+        status=project.status.value,
+        error=project.error,
+        config=project.config,
+        image_shape=project.image_shape,
+        class_names=project.class_names,
+        num_train=project.num_train,
+        num_test=project.num_test,
+        progress=progress,  # validated into Progress
+        counts=SigmaCounts(**repository.sigma_source_counts(session, project.id)),
+        sigma_histogram=repository.sigma_histogram(session, project.id),
+        current_round=round_read(session, current_round) if current_round else None,
+        latest_checkpoint=checkpoint_read(checkpoint) if checkpoint else None,
+        created_at=project.created_at,
+    )
+
+
+def list_projects(session: Session, user: User) -> list[ProjectSummary]:
+    return [project_summary(project) for project in repository.list_visible(session, user)]
+
+
+def list_examples(
+    session: Session,
+    project: Project,
+    *,
+    split: Split | None,
+    sigma_source: SigmaSource | None,
+    offset: int,
+    limit: int,
+) -> ExamplePage:
+    class_names = project.class_names or []
+    show_class = bool(project.config.get("show_class_name", True))
+    items = [
+        ExampleRead(
+            id=example.id,
+            dataset_index=example.dataset_index,
+            split=example.split.value,
+            label=example.label,
+            class_name=class_names[example.label]
+            if show_class and example.label < len(class_names)
+            else None,
+            sigma_index=example.sigma_index,
+            sigma_source=example.sigma_source.value,
+            sigma_round=example.sigma_round,
+            image_url=f"/api/v1/examples/{example.id}/image.png",
+        )
+        for example in repository.page_examples(session, project.id, split, sigma_source, offset, limit)
+    ]
+    total = repository.count_examples(session, project.id, split, sigma_source)
+    return ExamplePage(total=total, offset=offset, limit=limit, items=items)
+
+
+def project_metrics(session: Session, project: Project) -> ProjectMetrics:
+    """Per published checkpoint (round 0 = pretraining): cumulative queries, accuracies, σ histograms."""
+    checkpoints = repository.checkpoints_by_round(session, project.id)
+    rounds = {round_.number: round_ for round_ in repository.rounds_of(session, project.id)}
+    query_counts = repository.query_counts_by_round(session, project.id)
+    numbers = sorted(set(checkpoints) | set(rounds))
+    rows: list[RoundMetrics] = []
+    cumulative = 0
+    for number in numbers:
+        cumulative += query_counts.get(number, 0)
+        metrics = checkpoints[number].metrics if number in checkpoints else {}
+        round_ = rounds.get(number)
+        rows.append(
+            RoundMetrics(
+                round=number,
+                queries=cumulative,
+                clean=_metric(metrics, "clean"),
+                gaussian=_metric(metrics, "gaussian"),
+                corruptions=_metric(metrics, "corruptions"),
+                sigma_histogram_before=round_.sigma_histogram_before if round_ else None,
+                sigma_histogram_after=round_.sigma_histogram_after if round_ else None,
+                krippendorff_alpha=round_.krippendorff_alpha if round_ else None,
+            )
+        )
+    return ProjectMetrics(rounds=rows)
+
+
+def _metric(metrics: dict[str, Any], name: str) -> float | None:
+    value = metrics.get(name)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def export_lines(session: Session, project: Project, export_format: str) -> Iterator[str]:
+    """The export, line by line: every triplet with its σ history and every raw answer."""
+    if export_format not in EXPORT_FORMATS:
+        raise InvalidInput(f"unknown export format {export_format!r}: choose csv or jsonl")
+    rows = repository.iter_export_rows(session, project.id)
+    if export_format == "jsonl":
+        for row in rows:
+            yield json.dumps(row, separators=(",", ":")) + "\n"
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for row in rows:
+        writer.writerow(
+            [
+                json.dumps(row[column], separators=(",", ":"))
+                if column in ("sigma_history", "answers")
+                else row[column]
+                for column in EXPORT_COLUMNS
+            ]
+        )
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

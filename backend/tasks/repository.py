@@ -1,0 +1,174 @@
+"""Queries of annotation task distribution. Lock order everywhere: round, then query, then assignments."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from backend.models import Annotation, Assignment, AssignmentState, Query, Round, RoundState, User
+
+OPEN = "open"
+COMPLETE = "complete"
+
+
+def _live(now: datetime) -> ColumnElement[bool]:
+    """A lease that still holds its slot."""
+    return and_(Assignment.state == AssignmentState.leased, Assignment.expires_at > now)
+
+
+def lock_annotator(session: Session, annotator_id: int) -> None:
+    """Serialise one annotator's task requests (two tabs asking at once get one lease, not two).
+
+    FOR NO KEY UPDATE: it does not block the foreign-key checks of the annotator's own inserts.
+    """
+    session.execute(select(User.id).where(User.id == annotator_id).with_for_update(key_share=True))
+
+
+def live_lease(
+    session: Session, annotator_id: int, now: datetime, project_id: int | None, exclude_id: int | None = None
+) -> Assignment | None:
+    """The annotator's unexpired lease on an open query of an annotating round, other than `exclude_id`."""
+    statement = (
+        select(Assignment)
+        .join(Query, Query.id == Assignment.query_id)
+        .join(Round, Round.id == Query.round_id)
+        .where(
+            Assignment.annotator_id == annotator_id,
+            _live(now),
+            Query.status == OPEN,
+            Round.state == RoundState.annotating,
+        )
+        .order_by(Assignment.id)
+        .limit(1)
+    )
+    if project_id is not None:
+        statement = statement.where(Round.project_id == project_id)
+    if exclude_id is not None:
+        statement = statement.where(Assignment.id != exclude_id)
+    return session.scalar(statement)
+
+
+def expire_stale_leases(
+    session: Session, now: datetime, *, annotator_id: int | None = None, query_id: int | None = None
+) -> None:
+    """Mark leases past their time as expired (they already stopped counting; this keeps states honest)."""
+    statement = update(Assignment).where(
+        Assignment.state == AssignmentState.leased, Assignment.expires_at <= now
+    )
+    if annotator_id is not None:
+        statement = statement.where(Assignment.annotator_id == annotator_id)
+    if query_id is not None:
+        statement = statement.where(Assignment.query_id == query_id)
+    session.execute(
+        statement.values(state=AssignmentState.expired).execution_options(synchronize_session=False)
+    )
+
+
+def candidate_queries(
+    annotator_id: int, now: datetime, project_id: int | None, exclude: Collection[int]
+) -> Select[int]:
+    """Open queries with a free slot that this annotator never answered, skipped or holds, oldest first.
+
+    A free slot: answers + unexpired leases < required answers. An annotator's own expired lease
+    does not hide the query from them: they may take the same assignment back.
+    """
+    live_leases = (
+        select(func.count(Assignment.id))
+        .where(Assignment.query_id == Query.id, _live(now))
+        .correlate(Query)
+        .scalar_subquery()
+    )
+    own_blocking = exists().where(
+        Assignment.query_id == Query.id,
+        Assignment.annotator_id == annotator_id,
+        or_(
+            Assignment.state.in_([AssignmentState.answered, AssignmentState.skipped]),
+            _live(now),
+        ),
+    )
+    statement = (
+        select(Query.id)
+        .join(Round, Round.id == Query.round_id)
+        .where(
+            Round.state == RoundState.annotating,
+            Query.status == OPEN,
+            ~own_blocking,
+            Query.answer_count + live_leases < Query.required_answers,
+        )
+        .order_by(Query.id)
+    )
+    if project_id is not None:
+        statement = statement.where(Round.project_id == project_id)
+    if exclude:
+        statement = statement.where(Query.id.not_in(exclude))
+    return statement
+
+
+def lock_query(session: Session, query_id: int) -> Query | None:
+    """The query row, locked until commit and read fresh (it may have changed while we waited)."""
+    return session.scalar(
+        select(Query).where(Query.id == query_id).with_for_update().execution_options(populate_existing=True)
+    )
+
+
+def lock_round(session: Session, round_id: int, *, exclusive: bool) -> Round | None:
+    """The round row, read fresh. Shared (FOR KEY SHARE) while writing answers, so a close waits for them;
+    exclusive (FOR NO KEY UPDATE) to decide whether the round is complete, one writer at a time."""
+    statement = select(Round).where(Round.id == round_id).execution_options(populate_existing=True)
+    if exclusive:
+        statement = statement.with_for_update(key_share=True)
+    else:
+        statement = statement.with_for_update(read=True, key_share=True)
+    return session.scalar(statement)
+
+
+def fresh_assignment(session: Session, assignment_id: int) -> Assignment | None:
+    return session.scalar(
+        select(Assignment).where(Assignment.id == assignment_id).execution_options(populate_existing=True)
+    )
+
+
+def own_assignment(session: Session, query_id: int, annotator_id: int) -> Assignment | None:
+    return session.scalar(
+        select(Assignment)
+        .where(Assignment.query_id == query_id, Assignment.annotator_id == annotator_id)
+        .execution_options(populate_existing=True)
+    )
+
+
+def live_leases_of_others(session: Session, query_id: int, annotator_id: int, now: datetime) -> int:
+    return int(
+        session.scalar(
+            select(func.count(Assignment.id)).where(
+                Assignment.query_id == query_id, Assignment.annotator_id != annotator_id, _live(now)
+            )
+        )
+        or 0
+    )
+
+
+def round_progress(session: Session, round_id: int, annotator_id: int) -> tuple[int, int, int]:
+    """(answers in the round, answers the round needs, this annotator's answers in the round)."""
+    answered, total = session.execute(
+        select(
+            func.coalesce(func.sum(Query.answer_count), 0), func.coalesce(func.sum(Query.required_answers), 0)
+        ).where(Query.round_id == round_id)
+    ).one()
+    mine = session.scalar(
+        select(func.count(Annotation.id))
+        .join(Query, Query.id == Annotation.query_id)
+        .where(Query.round_id == round_id, Annotation.annotator_id == annotator_id)
+    )
+    return int(answered), int(total), int(mine or 0)
+
+
+def open_query_count(session: Session, round_id: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count(Query.id)).where(Query.round_id == round_id, Query.status != COMPLETE)
+        )
+        or 0
+    )

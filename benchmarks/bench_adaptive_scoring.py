@@ -1,0 +1,134 @@
+"""Adaptive scoring: forward passes saved against exact M-draw scoring, and agreement of its AQPL selection.
+
+A small CNN is trained for a few epochs (GNT, half of each batch at σ 0.5) on real data, so that
+the entropies are those of a real model. Then every training example is scored:
+
+  exact A   exact M draws, seed 1          exact B   exact M draws, seed 2
+  adaptive B  adaptive, seed 2 (pilot + early stop)   adaptive A  adaptive, seed 1
+
+The AQPL selection (B highest H = "excessive", B lowest H = "deficient") of each run is
+compared with exact A's: overlap = |S ∩ S_A| / B per side. "exact B vs exact A" is the noise
+floor (two exact runs disagree too); the target is "adaptive B vs exact A" ≥ that floor.
+"adaptive A vs exact A" shares the noise, so it isolates what early stopping alone changes.
+Each selection breaks ties with its own random generator, as independent runs would.
+
+    .venv/bin/python benchmarks/bench_adaptive_scoring.py          # digits, < 3 min on 2 idle cores
+    .venv/bin/python benchmarks/bench_adaptive_scoring.py --dataset mnist --path ../shared/data/mnist \
+        --train-limit 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from worker.ml.datasets import load_dataset
+from worker.ml.device import resolve_device
+from worker.ml.models import build_model, spec_for_dataset
+from worker.ml.scoring import Scores, score_examples
+from worker.ml.strategies import select
+from worker.ml.training import TrainConfig, gnt_sigma_index, train_model
+
+
+def sides(scores: Scores, budget: int, rng_seed: int) -> tuple[set[int], set[int]]:
+    selection = select(
+        "aqpl", scores, budget, np.zeros(len(scores.entropy), dtype=bool), np.random.default_rng(rng_seed)
+    )
+    high = {int(i) for i, side in zip(selection.indices, selection.sides, strict=True) if side == "excessive"}
+    low = {int(i) for i, side in zip(selection.indices, selection.sides, strict=True) if side == "deficient"}
+    return high, low
+
+
+def overlap(first: set[int], second: set[int]) -> float:
+    return len(first & second) / max(len(first), 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--dataset", default="digits", help="a worker.ml.datasets format (digits needs no path)"
+    )
+    parser.add_argument("--path", type=Path, default=None)
+    parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--draws", type=int, default=50, help="M of exact scoring")
+    parser.add_argument("--budgets", default="10,50", help="B per side, comma-separated")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    budgets = [int(b) for b in args.budgets.split(",")]
+
+    dataset = load_dataset(args.dataset, args.path, train_limit=args.train_limit, seed=0)
+    images, labels = dataset.x_train, dataset.y_train
+    count = len(images)
+    gnt_index = gnt_sigma_index(dataset.name, dataset.image_shape[2])
+    model = build_model(spec_for_dataset(dataset, "small_cnn"), seed=0)
+    started = time.perf_counter()
+    train_model(
+        model,
+        images,
+        labels,
+        np.full(count, gnt_index),
+        TrainConfig(epochs=args.epochs, batch_size=64, seed=0),
+        device=device,
+    )
+    seconds = time.perf_counter() - started
+    print(f"{dataset.name}: {count} training images {dataset.image_shape}, small_cnn trained {args.epochs}")
+    print(
+        f"epochs at GNT σ index {gnt_index} in {seconds:.1f} s; {device}, {torch.get_num_threads()} threads"
+    )
+
+    settings = {
+        f"σ_i = {gnt_index} for all (GNT levels)": np.full(count, gnt_index),
+        "σ_i uniform in 20..80 (levels after some queries)": np.random.default_rng(7).integers(20, 81, count),
+    }
+    for description, sigma_indices in settings.items():
+        started = time.perf_counter()
+        runs = {
+            name: score_examples(
+                model, images, sigma_indices, draws=args.draws, seed=seed, device=device, adaptive=adaptive
+            )
+            for name, seed, adaptive in (
+                ("exact A", 1, False),
+                ("exact B", 2, False),
+                ("adaptive B", 2, True),
+                ("adaptive A", 1, True),
+            )
+        }
+        seconds = time.perf_counter() - started
+        exact, adaptive = runs["exact A"], runs["adaptive B"]
+        print(f"\n{description}   (4 scoring runs in {seconds:.1f} s)")
+        zero_share, mean_entropy = np.mean(exact.entropy == 0), exact.entropy.mean()
+        print(f"  exact: H = 0 for {zero_share:.1%} of examples, mean H {mean_entropy:.3f} nats")
+        assert adaptive.draws_used is not None
+        stopped = {int(d): float(np.mean(adaptive.draws_used == d)) for d in np.unique(adaptive.draws_used)}
+        print(
+            "  adaptive B: share of examples by draws used "
+            + ", ".join(f"{d}: {s:.1%}" for d, s in stopped.items())
+        )
+        print(
+            f"  forward passes: exact {exact.forward_passes:,}  adaptive {adaptive.forward_passes:,}"
+            f"  -> {exact.forward_passes / adaptive.forward_passes:.2f}x fewer"
+            f"  ({np.mean(adaptive.draws_used < args.draws):.1%} of examples stopped early)"
+        )
+        for budget in budgets:
+            reference_high, reference_low = sides(exact, budget, rng_seed=101)
+            print(
+                f"  B = {budget}: overlap with exact A's selection   excessive (high H) | deficient (low H)"
+            )
+            for index, name in enumerate(("exact B", "adaptive B", "adaptive A")):
+                high, low = sides(runs[name], budget, rng_seed=202 + index)
+                high_overlap, low_overlap = overlap(high, reference_high), overlap(low, reference_low)
+                print(
+                    f"    {name:<11} vs exact A            {high_overlap:6.1%}         | {low_overlap:6.1%}"
+                )
+
+
+if __name__ == "__main__":
+    main()

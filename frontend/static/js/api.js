@@ -1,0 +1,131 @@
+// Calls to the JSON API from the pages: the session cookie travels by itself; unsafe methods
+// carry the X-CSRF-Token header copied from the aqpl_csrf cookie (double-submit check).
+
+export const API = "/api/v1";
+
+export class ApiError extends Error {
+  constructor(status, detail, body) {
+    super(typeof detail === "string" ? detail : `HTTP ${status}`);
+    this.status = status;
+    this.detail = detail;
+    this.body = body;
+  }
+}
+
+/** The fetch itself failed (server down, network lost): worth retrying. */
+export class ConnectionLost extends Error {}
+
+export function readCookie(name) {
+  for (const part of document.cookie.split(";")) {
+    const [key, ...rest] = part.trim().split("=");
+    if (key === name) return decodeURIComponent(rest.join("="));
+  }
+  return "";
+}
+
+export function csrfToken() {
+  return readCookie("aqpl_csrf");
+}
+
+/** fetch() of an API path; throws ApiError for non-2xx and ConnectionLost when the request never completed. */
+export async function request(method, path, { json, body, headers = {}, signal, raw = false } = {}) {
+  const init = { method, headers: { Accept: "application/json", ...headers }, credentials: "same-origin", signal };
+  if (method !== "GET" && method !== "HEAD") init.headers["X-CSRF-Token"] = csrfToken();
+  if (json !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(json);
+  } else if (body !== undefined) {
+    init.body = body;
+  }
+  let response;
+  try {
+    response = await fetch(path.startsWith("/") ? path : `${API}/${path}`, init);
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ConnectionLost(error.message);
+  }
+  if (response.status === 401) {
+    const next = encodeURIComponent(location.pathname + location.search);
+    location.assign(`/login?next=${next}`);
+    throw new ApiError(401, "signed out", null);
+  }
+  if (!response.ok) {
+    let payload = null;
+    try {
+      payload = await response.json();
+    } catch {
+      payload = null;
+    }
+    throw new ApiError(response.status, payload?.detail ?? response.statusText, payload);
+  }
+  if (raw) return response;
+  if (response.status === 204) return null;
+  const type = response.headers.get("Content-Type") || "";
+  return type.includes("json") ? response.json() : response;
+}
+
+export const get = (path, options) => request("GET", path, options);
+export const post = (path, json, options = {}) => request("POST", path, { ...options, json });
+export const del = (path, options) => request("DELETE", path, options);
+
+/** A human message for an error: FastAPI's 422 list of problems or the {"detail": "..."} text. */
+export function describeError(error) {
+  if (error instanceof ConnectionLost) return "The server cannot be reached; check the connection and try again.";
+  if (error instanceof ApiError) {
+    if (Array.isArray(error.detail)) {
+      return error.detail.map((item) => `${(item.loc || []).slice(1).join(".") || "input"}: ${item.msg}`).join("; ");
+    }
+    return error.detail || `HTTP ${error.status}`;
+  }
+  return String(error?.message ?? error);
+}
+
+/** Field name → message for a 422 whose detail is FastAPI's list ({loc: ["body", "draws"], msg}). */
+export function fieldErrors(error) {
+  const errors = {};
+  if (!(error instanceof ApiError) || !Array.isArray(error.detail)) return errors;
+  for (const item of error.detail) {
+    const loc = (item.loc || []).filter((part) => part !== "body");
+    const key = loc.join(".") || "_";
+    errors[key] = errors[key] ? `${errors[key]}; ${item.msg}` : item.msg;
+  }
+  return errors;
+}
+
+/** A random key for Idempotency-Key (crypto.randomUUID needs a secure context; this does not). */
+export function randomKey() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Small DOM helper: h("td", {class: "num"}, "12"). */
+export function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") element.className = value;
+    else if (key === "text") element.textContent = value;
+    else if (key.startsWith("on")) element.addEventListener(key.slice(2), value);
+    else element.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return element;
+}
+
+export function formatDate(iso) {
+  if (!iso) return "";
+  const date = new Date(iso);
+  return date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+export function percent(value) {
+  return value === null || value === undefined ? "–" : `${(value * 100).toFixed(1)}%`;
+}

@@ -1,0 +1,121 @@
+"""Answers at the service level (rolled back per test) and the auto-close race over HTTP."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.annotations.service import submit_answer
+from backend.errors import Conflict
+from backend.models import AssignmentState, Query, Role, Round, RoundState, User
+from backend.tasks.service import next_task
+from tests.api.factories import Api, make_annotating_round, make_user, running_api
+from tests.conftest import DatabaseFactory
+
+LEASE_SECONDS = 300
+
+
+def answer_next(session: Session, annotator: User, project_id: int, sigma: int, key: str = "") -> Query:
+    assignment = next_task(session, annotator, LEASE_SECONDS, project_id)
+    assert assignment is not None
+    submitted = submit_answer(session, annotator, assignment.id, sigma, 2.0, key or str(uuid.uuid4()))
+    assert not submitted.replayed
+    query = session.get(Query, assignment.query_id)
+    assert query is not None
+    return query
+
+
+def test_an_answer_is_counted_once_and_its_replay_returns_it(db_session: Session) -> None:
+    lead, annotator = make_user(db_session, Role.lead), make_user(db_session)
+    project, _round, _queries = make_annotating_round(db_session, lead, queries=1, overlap=2)
+    assignment = next_task(db_session, annotator, LEASE_SECONDS, project.id)
+    assert assignment is not None
+    first = submit_answer(db_session, annotator, assignment.id, 44, 1.5, "k")
+    replay = submit_answer(db_session, annotator, assignment.id, 12, 9.0, "k")
+    assert replay.replayed and replay.annotation.id == first.annotation.id
+    assert replay.annotation.sigma_index == 44
+    assert assignment.state == AssignmentState.answered
+    query = db_session.get(Query, assignment.query_id)
+    assert query is not None and (query.answer_count, query.status) == (1, "open")
+    with pytest.raises(Conflict):
+        submit_answer(db_session, annotator, assignment.id, 12, None, "another key")
+
+
+def test_a_query_gets_at_most_one_extra_annotator(db_session: Session) -> None:
+    lead = make_user(db_session, Role.lead)
+    people = [make_user(db_session) for _ in range(4)]
+    project, round_, _queries = make_annotating_round(
+        db_session, lead, queries=1, overlap=2, disagreement_threshold=5
+    )
+    answer_next(db_session, people[0], project.id, 10)
+    query = answer_next(db_session, people[1], project.id, 60)
+    assert (query.required_answers, query.status, query.result_sigma_index) == (3, "open", None)
+    query = answer_next(db_session, people[2], project.id, 30)
+    # Still disagreeing (MAD 20 > 5), but the one extra answer was already asked for: done.
+    assert (query.required_answers, query.status, query.result_sigma_index) == (3, "complete", 30)
+    assert query.result_mad == pytest.approx(20.0)
+    assert next_task(db_session, people[3], LEASE_SECONDS, project.id) is None
+    assert round_.state == RoundState.aggregating
+
+
+def test_agreeing_answers_need_no_extra_annotator(db_session: Session) -> None:
+    lead, first, second = make_user(db_session, Role.lead), make_user(db_session), make_user(db_session)
+    project, _round, _queries = make_annotating_round(
+        db_session, lead, queries=1, overlap=2, disagreement_threshold=5
+    )
+    answer_next(db_session, first, project.id, 40)
+    query = answer_next(db_session, second, project.id, 47)
+    assert (query.status, query.result_sigma_index, query.result_mad) == ("complete", 44, 3.5)
+
+
+@pytest.fixture(scope="module")
+def api(
+    database_factory: DatabaseFactory, database_kind: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    """One committed database per module and kind (tests make their own users and projects)."""
+    with running_api(database_factory.create(database_kind), tmp_path_factory.mktemp("api")) as api:
+        yield api
+
+
+@pytest.fixture(autouse=True)
+def _no_cookies_left(request: pytest.FixtureRequest) -> None:
+    if "api" in request.fixturenames:
+        request.getfixturevalue("api").client.cookies.clear()
+
+
+@pytest.mark.parametrize("trial", range(4))
+def test_the_last_answers_arriving_together_close_the_round(api: Api, trial: int) -> None:
+    """Two annotators finish the round's last two queries at the same instant: the round closes."""
+    with api.seed() as session:
+        lead = make_user(session, Role.lead)
+        people = [make_user(session) for _ in range(2)]
+        project, _round, _queries = make_annotating_round(session, lead, queries=2, overlap=1)
+    headers = [api.headers_for(person) for person in people]
+    tasks = [
+        api.client.post("/api/v1/tasks/next", params={"project_id": project.id}, headers=h).json()
+        for h in headers
+    ]
+    assert tasks[0]["query_id"] != tasks[1]["query_id"]
+    start = threading.Barrier(2)
+
+    def submit(index: int) -> httpx.Response:
+        start.wait()
+        return api.client.post(
+            f"/api/v1/tasks/{tasks[index]['id']}/annotation",
+            json={"sigma_index": 20 + trial},
+            headers={**headers[index], "Idempotency-Key": str(uuid.uuid4())},
+        )
+
+    with ThreadPoolExecutor(2) as pool:
+        responses = list(pool.map(submit, range(2)))
+    assert [response.status_code for response in responses] == [201, 201]
+    with api.seed() as session:
+        state = session.scalar(select(Round.state).where(Round.project_id == project.id))
+    assert state == RoundState.aggregating

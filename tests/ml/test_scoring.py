@@ -1,0 +1,230 @@
+"""Eq. 5 scoring: entropy of histograms, batched = naive, sharded = unsharded, adaptive stopping."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from worker.ml.models import build_model, spec_for_images
+from worker.ml.noise import sigmas_of_indices
+from worker.ml.scoring import (
+    NOISE_BLOCK_EXAMPLES,
+    AdaptiveConfig,
+    Scores,
+    example_noise,
+    histogram_entropy,
+    merge_scores,
+    score_examples,
+    softmax_entropy,
+)
+from worker.ml.training import TrainConfig, train_model
+
+CPU = torch.device("cpu")
+
+
+class MeanBrightness(nn.Module):
+    """Two classes by mean pixel value: logits ±steepness·(mean − 0.5); a coin flip near 0.5 under noise."""
+
+    def __init__(self, steepness: float = 40.0) -> None:
+        super().__init__()
+        self.steepness = steepness
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x.mean(dim=(1, 2, 3)) - 0.5
+        return torch.stack([-self.steepness * centred, self.steepness * centred], dim=1)
+
+
+def _constant_images(values: list[float], side: int = 4) -> np.ndarray:
+    pixels = np.array(values, dtype=np.float64)[:, None, None, None] * np.ones((1, side, side, 1))
+    return (pixels * 255).round().astype(np.uint8)
+
+
+def _random_model_and_images(count: int = 70, seed: int = 0) -> tuple[nn.Module, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (count, 6, 6, 3), dtype=np.uint8)
+    model = build_model(spec_for_images(images, 5, "small_cnn"), seed=seed).eval()
+    return model, images, rng.integers(0, 91, count)
+
+
+def _naive_scores(
+    model: nn.Module, images: np.ndarray, sigma_indices: np.ndarray, draws: int, seed: int
+) -> Scores:
+    """One example at a time, its copies in one batch, with the noise score_examples documents."""
+    entropy, clean, noisy = [], [], []
+    sigmas = sigmas_of_indices(sigma_indices)
+    with torch.inference_mode():
+        for index, image in enumerate(images):
+            x = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+            epsilon = example_noise(seed, index, draws, tuple(x.shape), CPU)  # type: ignore[arg-type]
+            copies = (x.unsqueeze(0) + float(sigmas[index]) * epsilon).clamp(0, 1)
+            logits = model(copies)
+            counts = np.bincount(logits.argmax(1).numpy(), minlength=logits.shape[1])
+            entropy.append(histogram_entropy(counts))
+            noisy.append(softmax_entropy(logits).double().mean().item())
+            clean.append(softmax_entropy(model(x.unsqueeze(0))).item())
+    return Scores(np.array(entropy), np.array(clean), np.array(noisy), len(images) * draws)
+
+
+def test_entropy_of_known_histograms() -> None:
+    assert histogram_entropy([7, 0, 0]) == 0.0
+    assert histogram_entropy([5, 5, 5, 5]) == pytest.approx(math.log(4))
+    assert histogram_entropy([3, 1]) == pytest.approx(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+    rows = histogram_entropy([[10, 0], [5, 5], [0, 0]])
+    assert rows.tolist() == pytest.approx([0.0, math.log(2), 0.0])  # an empty histogram reads as 0
+
+
+def test_batched_scoring_equals_naive_per_example_scoring() -> None:
+    model, images, sigma_indices = _random_model_and_images()
+    batched = score_examples(
+        model, images, sigma_indices, draws=12, seed=4, device=CPU, batch_size=100, mixed_precision=False
+    )
+    naive = _naive_scores(model, images, sigma_indices, draws=12, seed=4)
+    assert batched.forward_passes == naive.forward_passes == 70 * 12
+    assert np.array_equal(batched.entropy, naive.entropy)
+    np.testing.assert_allclose(batched.noise_uncertainty, naive.noise_uncertainty, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batched.clean_uncertainty, naive.clean_uncertainty, rtol=1e-5, atol=1e-6)
+    assert batched.entropy.dtype == np.float64
+    assert batched.entropy.max() > 0  # the random model does not make this test trivial
+
+
+@pytest.mark.parametrize("mixed_precision", [False, None])  # fp32, and the machine's default
+def test_sharded_scoring_equals_unsharded(mixed_precision: bool | None) -> None:
+    model, images, sigma_indices = _random_model_and_images(count=3 * NOISE_BLOCK_EXAMPLES + 5)
+    options = {"draws": 7, "seed": 9, "device": CPU, "mixed_precision": mixed_precision}
+    whole = score_examples(model, images, sigma_indices, batch_size=64, **options)  # type: ignore[arg-type]
+    cuts = [0, 13, 40, 64, len(images)]  # inside and on noise-block boundaries
+    shards = [
+        score_examples(model, images, sigma_indices, batch_size=50, start=a, stop=b, **options)  # type: ignore[arg-type]
+        for a, b in itertools.pairwise(cuts)
+    ]
+    merged = merge_scores(shards)
+    assert np.array_equal(merged.entropy, whole.entropy)
+    np.testing.assert_allclose(merged.noise_uncertainty, whole.noise_uncertainty, rtol=1e-6)
+    np.testing.assert_allclose(merged.clean_uncertainty, whole.clean_uncertainty, rtol=1e-6)
+    assert merged.forward_passes == whole.forward_passes
+
+
+def test_scores_depend_on_the_seed() -> None:
+    model, images, sigma_indices = _random_model_and_images()
+    first = score_examples(model, images, sigma_indices, draws=10, seed=1, device=CPU)
+    again = score_examples(model, images, sigma_indices, draws=10, seed=1, device=CPU)
+    other = score_examples(model, images, sigma_indices, draws=10, seed=2, device=CPU)
+    assert np.array_equal(first.entropy, again.entropy)
+    assert not np.array_equal(first.entropy, other.entropy)
+    assert np.array_equal(first.clean_uncertainty, other.clean_uncertainty)  # clean inputs have no noise
+
+
+def test_entropy_tracks_how_settled_the_prediction_is() -> None:
+    images = _constant_images([0.95, 0.05, 0.5, 0.5])
+    scores = score_examples(
+        MeanBrightness(), images, np.array([20, 20, 60, 0]), draws=200, seed=0, device=CPU
+    )
+    assert scores.entropy[0] == scores.entropy[1] == 0.0  # far from the boundary: unanimous
+    assert scores.entropy[2] == pytest.approx(math.log(2), abs=0.02)  # on the boundary: a coin flip
+    assert scores.entropy[3] == 0.0  # σ = 0: every copy is the clean image
+
+
+def test_adaptive_scoring_stops_settled_examples_and_agrees_on_clear_cases() -> None:
+    clear, uncertain = [0.95, 0.05] * 20, [0.5] * 10
+    images = _constant_images(clear + uncertain)
+    sigma_indices = np.full(len(images), 40)
+    exact = score_examples(MeanBrightness(), images, sigma_indices, draws=50, seed=3, device=CPU)
+    adaptive = score_examples(
+        MeanBrightness(), images, sigma_indices, draws=50, seed=3, device=CPU, adaptive=True
+    )
+    assert exact.forward_passes == 50 * 50
+    assert adaptive.forward_passes == 40 * 10 + 10 * 50  # pilots of 10 for the clear, 50 for the rest
+    assert adaptive.draws_used is not None and adaptive.draws_used.tolist() == [10] * 40 + [50] * 10
+    assert np.array_equal(adaptive.entropy, exact.entropy)  # same noise, same draws where not stopped
+    assert adaptive.entropy[40:].min() > 0.4
+
+
+def test_adaptive_error_bound() -> None:
+    config = AdaptiveConfig(stages=((10, 0),))
+    assert config.early_stop_bound(0.5) == pytest.approx(2 * 0.5**10)  # top class or the rest unanimous
+    default = AdaptiveConfig()
+    assert default.early_stop_bound(0.7) < 0.04
+    assert default.early_stop_bound(0.5) < 0.003
+    assert default.early_stop_bound(0.7, max_draws=20) == pytest.approx(0.7**10 + 0.3**10)
+    with pytest.raises(ValueError, match="increasing"):
+        AdaptiveConfig(stages=((10, 0), (10, 1)))
+    with pytest.raises(ValueError, match="minority"):
+        AdaptiveConfig(stages=((10, 5),))
+
+
+def test_later_stages_stop_nearly_unanimous_examples() -> None:
+    # Mean 0.5 + 0.3 under σ 0.5 on 16 pixels (sd 0.125 before clipping): mostly right, sometimes not.
+    images = _constant_images([0.8] * 40)
+    sigma_indices = np.full(40, 90)
+    exact = score_examples(MeanBrightness(), images, sigma_indices, draws=50, seed=1, device=CPU)
+    adaptive = score_examples(
+        MeanBrightness(), images, sigma_indices, draws=50, seed=1, device=CPU, adaptive=True
+    )
+    assert adaptive.draws_used is not None
+    assert set(adaptive.draws_used.tolist()) >= {10, 20}  # some stop at the pilot, some at 19 of 20
+    assert adaptive.forward_passes == int(adaptive.draws_used.sum()) < exact.forward_passes
+    finished = adaptive.draws_used == 50
+    assert np.array_equal(adaptive.entropy[finished], exact.entropy[finished])
+
+
+def test_clean_uncertainty_is_the_entropy_of_the_clean_softmax() -> None:
+    images = _constant_images([0.5, 0.55, 0.9])
+    scores = score_examples(
+        MeanBrightness(steepness=10), images, np.zeros(3, dtype=int), draws=5, seed=0, device=CPU
+    )
+    centred = (torch.from_numpy(images[:, 0, 0, 0]).double() / 255 - 0.5) * 10
+    probabilities = torch.sigmoid(2 * centred)
+    expected = -(probabilities * probabilities.log() + (1 - probabilities) * (1 - probabilities).log())
+    np.testing.assert_allclose(scores.clean_uncertainty, expected.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(scores.noise_uncertainty, expected.numpy(), rtol=1e-4)  # σ = 0
+
+
+def test_progress_and_input_checks() -> None:
+    images = _constant_images([0.2] * 6)
+    calls: list[tuple[int, int]] = []
+    score_examples(
+        MeanBrightness(),
+        images,
+        np.full(6, 10),
+        draws=4,
+        seed=0,
+        device=CPU,
+        batch_size=10,
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    assert calls[-1] == (24, 24)
+    with pytest.raises(ValueError, match="shard"):
+        score_examples(MeanBrightness(), images, np.zeros(6, dtype=int), seed=0, device=CPU, start=4, stop=2)
+    with pytest.raises(ValueError, match="σ indices"):
+        score_examples(MeanBrightness(), images, np.zeros(5, dtype=int), seed=0, device=CPU)
+    empty = score_examples(
+        MeanBrightness(), images, np.zeros(6, dtype=int), seed=0, device=CPU, start=3, stop=3
+    )
+    assert empty.entropy.shape == (0,) and empty.forward_passes == 0
+
+
+def test_model_can_still_be_trained_after_channels_last_scoring() -> None:
+    model, images, sigma_indices = _random_model_and_images(count=16)
+    score_examples(model, images, sigma_indices, draws=3, seed=0, device=CPU, channels_last=True)
+    # Fine-tuning after scoring is the AQPL round; weights converted under inference mode would fail here.
+    train_model(
+        model, images, np.arange(16) % 5, sigma_indices, TrainConfig(epochs=1, batch_size=8), device=CPU
+    )
+
+
+@pytest.mark.gpu
+def test_cuda_scoring_with_bf16_and_channels_last() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    model, images, sigma_indices = _random_model_and_images()
+    device = torch.device("cuda")
+    scores = score_examples(model, images, sigma_indices, draws=20, seed=0, device=device, adaptive=True)
+    assert scores.entropy.shape == (70,)
+    assert np.all((scores.entropy >= 0) & (scores.entropy <= math.log(5) + 1e-9))
+    exact = score_examples(model, images, sigma_indices, draws=20, seed=0, device=device)
+    assert exact.forward_passes == 70 * 20

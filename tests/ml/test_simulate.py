@@ -1,0 +1,191 @@
+"""`aqpl simulate` end to end on a tiny generated dataset, and its input errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from aqpl.simulate_command import simulate
+
+METHODS = ("standard", "gnt", "cat", "aqpl-gnt", "aqpl-cat")
+STRATEGIES = ("random", "clean_uncertainty", "noise_uncertainty", "aqpl")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer(pretty_exceptions_enable=False)
+    app.command()(simulate)
+    return app
+
+
+def _invoke(*args: str) -> Any:
+    # A wide terminal keeps error messages on one line for the assertions.
+    return CliRunner().invoke(_app(), list(args), env={"COLUMNS": "400", "NO_COLOR": "1"})
+
+
+def _plain(text: str) -> str:
+    """Output without the error box's frame characters and line breaks."""
+    return re.sub(r"[\s│╭╮╰╯─]+", " ", text)
+
+
+def _three_class_images(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """12x12 grey images of a horizontal bar, a vertical bar or a diagonal (classes 0, 1, 2), speckled."""
+    labels = np.arange(count) % 3
+    images = rng.integers(0, 60, size=(count, 12, 12), dtype=np.uint8)
+    for image, label in zip(images, labels, strict=True):
+        offset = int(rng.integers(3, 9))
+        if label == 0:
+            image[offset, 2:10] = 230
+        elif label == 1:
+            image[2:10, offset] = 230
+        else:
+            np.fill_diagonal(image, 230)
+    return images, labels.astype(np.int64)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    # Tiny models on a shared 2-core machine: a second thread only adds synchronisation (5-10x slower).
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def tiny_npz(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    x_train, y_train = _three_class_images(60, rng)
+    x_test, y_test = _three_class_images(30, rng)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path
+
+
+QUICK = (
+    "--model", "small_cnn",
+    "--rounds", "2",
+    "--budget", "3",
+    "--draws", "4",
+    "--seeds", "2",
+    "--epochs", "1",
+    "--finetune-epochs", "1",
+    "--reference-epochs", "1",
+    "--batch-size", "16",
+    "--corruptions", "gaussian_noise,brightness",
+    "--device", "cpu",
+    "--no-progress",
+)  # fmt: skip
+
+
+def test_simulate_end_to_end_writes_results_table_and_plots(tiny_npz: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = _invoke("--dataset", f"npz:{tiny_npz}", "--out", str(out), *QUICK)
+    assert result.exit_code == 0, result.output
+
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["methods"]) == set(METHODS)
+    for row in results["methods"].values():
+        for metric in ("clean", "gaussian", "corruptions"):
+            assert 0.0 <= row[metric] <= 1.0
+            assert row[f"{metric}_std"] >= 0.0
+    assert set(results["curves"]) == set(STRATEGIES)
+    for points in results["curves"].values():
+        # Round 0 is the GNT model; every round asks 2B = 6 new examples.
+        assert [p["queries"] for p in points] == [0, 6, 12]
+        for point in points:
+            assert all(0.0 <= point[m] <= 1.0 for m in ("clean", "gaussian", "corruptions"))
+    assert results["config"]["seeds"] == [0, 1]
+    assert results["config"]["corruption_names"] == ["gaussian_noise", "brightness"]
+
+    # Every curve starts at GNT, and AQPL-GNT is the last point of the `aqpl` curve, per seed.
+    for seed_result in results["per_seed"]:
+        gnt = seed_result["methods"]["gnt"]
+        aqpl_gnt = seed_result["methods"]["aqpl-gnt"]
+        for points in seed_result["curves"].values():
+            assert points[0]["clean"] == gnt["clean"]
+        assert aqpl_gnt["gaussian"] == seed_result["curves"]["aqpl"][-1]["gaussian"]
+        assert seed_result["oracle"]["examples_answered"] >= 12
+
+    markdown = (out / "results.md").read_text()
+    assert "| Method | Clean | Gaussian | Corruptions |" in markdown
+    for label in ("| Standard |", "| GNT |", "| CAT |", "| AQPL-GNT |", "| AQPL-CAT |", "| Random | 12 |"):
+        assert label in markdown
+    for metric in ("clean", "gaussian", "corruptions"):
+        assert (out / f"curves_{metric}.png").read_bytes().startswith(PNG_MAGIC)
+    assert "AQPL-GNT" in result.output
+
+
+def test_simulate_without_curves_writes_no_plots(tiny_npz: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = [a for a in QUICK]
+    args[args.index("--seeds") + 1] = "5,"
+    result = _invoke(
+        "--dataset", f"npz:{tiny_npz}", "--out", str(out), "--methods", "gnt", "--strategies", "", *args
+    )
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["methods"]) == ["gnt"]
+    assert results["curves"] == {}
+    assert results["config"]["seeds"] == [5]
+    assert not list(out.glob("curves_*.png"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--methods", "gnt,foo"], "unknown 'foo'"),
+        (["--strategies", "aqpl,bogus"], "unknown 'bogus'"),
+        (["--dataset", "mnist"], "the mnist format needs a path"),
+        (["--dataset", "tarball:x.tgz"], "unknown dataset format 'tarball'"),
+        (["--dataset", "npz:/no/such/file.npz"], "/no/such/file.npz does not exist"),
+        (["--model", "vgg"], "unknown model 'vgg'"),
+        (["--seeds", "a,b"], "expected a count"),
+        (["--corruptions", "fog,rain"], "unknown 'rain'"),
+        (["--methods", "", "--strategies", ""], "nothing to simulate"),
+    ],
+)
+def test_simulate_rejects_bad_input_with_a_clear_message(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    result = _invoke(*args, "--out", str(tmp_path / "out"), "--no-progress")
+    assert result.exit_code == 2, result.output
+    assert message in _plain(result.output)
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_simulate_reports_a_malformed_dataset_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a zip archive")
+    result = _invoke("--dataset", f"npz:{broken}", "--out", str(tmp_path / "out"), *QUICK)
+    assert result.exit_code == 2, result.output
+    assert "broken.npz" in _plain(result.output)
+    assert "Traceback" not in result.output
+
+
+def test_command_defaults_match_the_simulation_config() -> None:
+    """The command repeats SimulationConfig's defaults (so --help needs no torch): they must agree."""
+    import inspect
+
+    from worker.ml.simulate import SimulationConfig
+
+    config = SimulationConfig()
+    options = inspect.signature(simulate).parameters
+    for name in (
+        "model", "rounds", "budget", "draws", "adaptive_scoring", "data_seed", "device", "epochs",
+        "reference_epochs", "finetune_epochs", "lr", "finetune_lr", "batch_size", "gnt_sigma_index",
+        "oracle_threshold", "oracle_draws", "train_limit", "test_limit",
+    ):  # fmt: skip
+        assert options[name].default == getattr(config, name), name
+    assert options["methods"].default.split(",") == list(config.methods)
+    assert sorted(options["strategies"].default.split(",")) == sorted(config.strategies)

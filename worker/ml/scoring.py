@@ -1,0 +1,384 @@
+"""The conformity surrogate (the paper's Eq. 5) and the two baseline uncertainty scores.
+
+For example i with ladder index σ_i: draw M noisy copies clip(x_i + σ_i·ε, 0, 1), classify
+them, p_k = share of copies predicted as class k, H_i = −Σ_k p_k ln p_k (nats). Large H: σ_i
+is excessive for the model; small H: deficient.
+
+Noise is a pure function of (seed, example index, draw index): it is drawn in units of
+NOISE_BLOCK_EXAMPLES examples (aligned on absolute example indices) x NOISE_BLOCK_DRAWS draws,
+each unit from its own generator seeded by derive_seed(seed, block, draw block). Batch size,
+sharding (start/stop) and adaptive stopping therefore never change the noise an example
+sees, so shards merged with `merge_scores` equal one unsharded run.
+
+Adaptive mode (AdaptiveConfig): draws come in stages. At stage (n, r) an example whose n
+predictions so far have at most r outside its most frequent class stops there, and its H is
+the entropy of those n predictions; the rest go on, and every example left after the last
+stage gets all M draws. Default stages (10, 0), (20, 1), (30, 2): unanimous pilots of 10 stop,
+then 19 of 20, then 28 of 30. Error bound: for an example whose top class has probability q
+on noisy copies, "some class holds >= n - r of n draws" needs the top class or all others
+together to do so, so P(stop early) <= Σ_stages [P(Bin(n, q) >= n - r) + P(Bin(n, 1 - q) >= n - r)]
+(AdaptiveConfig.early_stop_bound). At q = 0.7 (H ≳ 0.6 nats, the uncertain end AQPL picks as
+"excessive") that is 3.7 %; at q = 0.5 (H >= ln 2) 0.2 %. Examples that do stop have q near 1,
+whose exact H is near 0 as well, where AQPL's "deficient" side ties anyway.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from worker.ml.device import cpu_has_fast_bf16, uses_cuda_fast_path
+from worker.ml.noise import derive_seed, sigmas_of_indices
+
+NOISE_BLOCK_EXAMPLES = 32  # examples per noise unit; part of the noise's definition, do not change casually
+NOISE_BLOCK_DRAWS = 5  # draws per noise unit; part of the noise's definition too
+DEFAULT_CPU_BATCH = 256  # noisy images per forward pass on a CPU: activations stay in cache (measured best)
+DEFAULT_CUDA_BATCH = 8192  # noisy images per forward pass on a GPU: large enough to saturate an H100
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """Staged early stopping of adaptive scoring (rule and error bound in the module docstring)."""
+
+    # (draws so far, most draws allowed outside the top class) at which an example may stop.
+    # 10 unanimous, 19 of 20, 28 of 30: each stops only near-unanimous examples (q ≳ 0.9),
+    # and together they stop an example with q = 0.7 with probability <= 3.7 %.
+    stages: tuple[tuple[int, int], ...] = ((10, 0), (20, 1), (30, 2))
+
+    def __post_init__(self) -> None:
+        previous = 0
+        for draws, minority in self.stages:
+            if draws <= previous or draws < 2:
+                raise ValueError(f"adaptive stages need increasing draw counts >= 2, got {self.stages}")
+            if not 0 <= minority < draws / 2:
+                raise ValueError(f"a stage's minority count must be in [0, draws/2), got {(draws, minority)}")
+            previous = draws
+
+    def early_stop_bound(self, top_class_probability: float, max_draws: int | None = None) -> float:
+        """Upper bound on P(stopping before max_draws) for an example whose top class has this probability."""
+        q = top_class_probability
+        bound = 0.0
+        for draws, minority in self.stages:
+            if max_draws is not None and draws >= max_draws:
+                break
+            bound += _binomial_upper_tail(draws, q, draws - minority)
+            bound += _binomial_upper_tail(draws, 1.0 - q, draws - minority)
+        return min(bound, 1.0)
+
+
+def _binomial_upper_tail(trials: int, probability: float, at_least: int) -> float:
+    return sum(
+        math.comb(trials, k) * probability**k * (1.0 - probability) ** (trials - k)
+        for k in range(at_least, trials + 1)
+    )
+
+
+@dataclass(frozen=True)
+class Scores:
+    entropy: npt.NDArray[np.float64]  # H of Eq. 5 per example, nats, in [0, ln K]
+    clean_uncertainty: npt.NDArray[np.float64]  # entropy of the softmax on the clean image, nats
+    noise_uncertainty: npt.NDArray[np.float64]  # mean softmax entropy over the noisy copies, nats
+    forward_passes: int  # noisy images classified (clean passes are not counted)
+    draws_used: npt.NDArray[np.int64] | None = None  # noisy copies per example (< M where adaptive stopped)
+
+
+def histogram_entropy(counts: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """−Σ p_k ln p_k over the last axis of class counts (natural log; 0 ln 0 = 0; empty rows -> 0)."""
+    counts_array = np.asarray(counts, dtype=np.float64)
+    totals = counts_array.sum(axis=-1, keepdims=True)
+    shares = np.divide(counts_array, totals, out=np.zeros_like(counts_array), where=totals > 0)
+    logs = np.log(shares, out=np.zeros_like(shares), where=shares > 0)
+    entropy: npt.NDArray[np.float64] = -(shares * logs).sum(axis=-1)
+    return np.maximum(entropy, 0.0)  # -0.0 and rounding below zero read as 0
+
+
+def softmax_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(logits) per row, nats, computed in float32."""
+    log_probs = torch.log_softmax(logits.float(), dim=1)
+    return -(log_probs.exp() * log_probs).sum(dim=1)
+
+
+def merge_scores(parts: Sequence[Scores]) -> Scores:
+    """Concatenate the Scores of consecutive shards (start/stop ranges in order)."""
+    if not parts:
+        raise ValueError("no Scores to merge")
+    draws = [p.draws_used for p in parts]
+    return Scores(
+        entropy=np.concatenate([p.entropy for p in parts]),
+        clean_uncertainty=np.concatenate([p.clean_uncertainty for p in parts]),
+        noise_uncertainty=np.concatenate([p.noise_uncertainty for p in parts]),
+        forward_passes=sum(p.forward_passes for p in parts),
+        draws_used=None
+        if any(d is None for d in draws)
+        else np.concatenate([d for d in draws if d is not None]),
+    )
+
+
+def _unit_noise(
+    seed: int, block: int, draw_block: int, image_shape: tuple[int, int, int], generator: torch.Generator
+) -> torch.Tensor:
+    generator.manual_seed(derive_seed(seed, block, draw_block))
+    shape = (NOISE_BLOCK_DRAWS, NOISE_BLOCK_EXAMPLES, *image_shape)
+    return torch.randn(shape, generator=generator, device=generator.device)
+
+
+def _block_noise(
+    seed: int,
+    block: int,
+    first_draw: int,
+    stop_draw: int,
+    image_shape: tuple[int, int, int],
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """ε of draws [first_draw, stop_draw) for every example of `block`: (draws, block examples, C, H, W)."""
+    first_unit = first_draw // NOISE_BLOCK_DRAWS
+    stop_unit = -(-stop_draw // NOISE_BLOCK_DRAWS)
+    units = [_unit_noise(seed, block, unit, image_shape, generator) for unit in range(first_unit, stop_unit)]
+    noise = units[0] if len(units) == 1 else torch.cat(units)
+    offset = first_unit * NOISE_BLOCK_DRAWS
+    return noise[first_draw - offset : stop_draw - offset]
+
+
+def example_noise(
+    seed: int, example_index: int, draws: int, image_shape: tuple[int, int, int], device: torch.device
+) -> torch.Tensor:
+    """The ε (draws, C, H, W) that score_examples uses for this example: for references and tests."""
+    generator = torch.Generator(device=device)
+    block, row = divmod(example_index, NOISE_BLOCK_EXAMPLES)
+    return _block_noise(seed, block, 0, draws, image_shape, generator)[:, row]
+
+
+class _BatchedClassifier:
+    """Collects noisy images and classifies them in full batches; records results per (example, draw)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        batch_size: int,
+        predictions: torch.Tensor,
+        entropies: torch.Tensor,
+        use_bf16: bool,
+        channels_last: bool,
+        progress: Callable[[int], None],
+    ) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self.predictions = predictions  # (n, M) int32, -1 = not drawn
+        self.entropies = entropies  # (n, M) float32
+        self.use_bf16 = use_bf16
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.progress = progress
+        self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.pending_count = 0
+        self.classified = 0
+
+    def add(self, images: torch.Tensor, rows: torch.Tensor, draws: torch.Tensor) -> None:
+        self.pending.append((images, rows, draws))
+        self.pending_count += len(images)
+        if self.pending_count >= self.batch_size:
+            self._flush(full_batches_only=True)
+
+    def finish(self) -> None:
+        self._flush(full_batches_only=False)
+
+    def _flush(self, *, full_batches_only: bool) -> None:
+        if not self.pending:
+            return
+        images = torch.cat([p[0] for p in self.pending]) if len(self.pending) > 1 else self.pending[0][0]
+        rows = torch.cat([p[1] for p in self.pending])
+        draws = torch.cat([p[2] for p in self.pending])
+        usable = len(images) - len(images) % self.batch_size if full_batches_only else len(images)
+        for begin in range(0, usable, self.batch_size):
+            end = min(begin + self.batch_size, usable)
+            self._classify(images[begin:end], rows[begin:end], draws[begin:end])
+        self.pending = [(images[usable:], rows[usable:], draws[usable:])] if usable < len(images) else []
+        self.pending_count = len(images) - usable
+
+    def _classify(self, images: torch.Tensor, rows: torch.Tensor, draws: torch.Tensor) -> None:
+        batch = images.contiguous(memory_format=self.memory_format)
+        # ---- CUDA-only: bf16 autocast (enabled=False on CPU) ----
+        with torch.autocast(device_type=batch.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+            logits = self.model(batch)
+        self.predictions[rows, draws] = logits.argmax(dim=1).to(torch.int32)
+        self.entropies[rows, draws] = softmax_entropy(logits)
+        self.classified += len(images)
+        self.progress(len(images))
+
+
+@torch.inference_mode()
+def score_examples(
+    model: nn.Module,
+    images_uint8_nhwc: npt.NDArray[np.uint8],
+    sigma_indices: npt.NDArray[np.integer],
+    *,
+    draws: int = 50,
+    seed: int,
+    device: torch.device,
+    batch_size: int | None = None,
+    adaptive: bool = False,
+    adaptive_config: AdaptiveConfig | None = None,
+    progress: Progress | None = None,
+    start: int = 0,
+    stop: int | None = None,
+    mixed_precision: bool | None = None,
+    channels_last: bool | None = None,
+) -> Scores:
+    """Eq. 5's H plus clean- and noise-uncertainty for examples [start, stop) (default: all).
+
+    batch_size is in noisy images per forward pass (default: 256 on CPU, 8192 on CUDA).
+    mixed_precision (bf16 autocast) defaults to on for CUDA and for CPUs with AMX bf16, off
+    otherwise; channels_last defaults to on for CUDA only. Pass both False for fp32 NCHW.
+    The model is moved to `device` and put in eval mode. Returned arrays cover [start, stop).
+    """
+    num_examples = len(images_uint8_nhwc)
+    stop = num_examples if stop is None else stop
+    if images_uint8_nhwc.ndim != 4 or images_uint8_nhwc.dtype != np.uint8:
+        raise ValueError(
+            f"expected uint8 images (N, H, W, C), got {images_uint8_nhwc.dtype} {images_uint8_nhwc.shape}"
+        )
+    if len(sigma_indices) != num_examples:
+        raise ValueError(f"{num_examples} images but {len(sigma_indices)} σ indices")
+    if not 0 <= start <= stop <= num_examples:
+        raise ValueError(f"shard [{start}, {stop}) is not inside the {num_examples} examples")
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    fast_path = uses_cuda_fast_path(device)
+    # ---- bf16 autocast: CUDA, and CPUs with AMX bf16 (~3x faster convs); fp32 elsewhere ----
+    use_bf16 = (fast_path or cpu_has_fast_bf16()) if mixed_precision is None else mixed_precision
+    use_channels_last = fast_path if channels_last is None else channels_last
+    batch_size = batch_size or (DEFAULT_CUDA_BATCH if fast_path else DEFAULT_CPU_BATCH)
+    stages = (
+        [stage for stage in (adaptive_config or AdaptiveConfig()).stages if stage[0] < draws]
+        if adaptive
+        else []
+    )
+
+    # Weights moved or re-laid-out under inference mode would become inference tensors that
+    # later training cannot use: prepare the model with autograd-capable tensors.
+    with torch.inference_mode(False):
+        model.to(device)
+        if use_channels_last:
+            model.to(memory_format=torch.channels_last)
+    model.eval()
+
+    shard_size = stop - start
+    if shard_size == 0:
+        empty = np.zeros(0, dtype=np.float64)
+        return Scores(empty, empty.copy(), empty.copy(), 0, np.zeros(0, dtype=np.int64))
+    images = torch.from_numpy(np.ascontiguousarray(images_uint8_nhwc[start:stop])).to(device)
+    sigmas = torch.from_numpy(sigmas_of_indices(np.asarray(sigma_indices)[start:stop])).to(device)
+    height, width, channels = images_uint8_nhwc.shape[1:]
+    image_shape = (int(channels), int(height), int(width))
+    predictions = torch.full((shard_size, draws), -1, dtype=torch.int32, device=device)
+    entropies = torch.zeros((shard_size, draws), dtype=torch.float32, device=device)
+
+    planned = shard_size * draws
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            progress(done, planned)
+
+    classifier = _BatchedClassifier(
+        model, batch_size, predictions, entropies, use_bf16, use_channels_last, advance
+    )
+    generator = torch.Generator(device=device)
+    active = torch.ones(shard_size, dtype=torch.bool, device=device)
+    drawn_so_far = 0
+    for stage_draws, max_minority in stages:
+        _draw_phase(
+            classifier, images, sigmas, active, start, drawn_so_far, stage_draws, seed, image_shape, generator
+        )
+        classifier.finish()  # the stopping rule reads every prediction of this stage
+        modal_count = _class_counts(predictions[:, :stage_draws]).max(dim=1).values
+        active &= stage_draws - modal_count > max_minority
+        drawn_so_far = stage_draws
+        planned = done + int(active.sum().item()) * (draws - drawn_so_far)
+    _draw_phase(classifier, images, sigmas, active, start, drawn_so_far, draws, seed, image_shape, generator)
+    classifier.finish()
+
+    clean = _clean_uncertainty(model, images, batch_size, use_bf16, use_channels_last)
+    draws_used = (predictions >= 0).sum(dim=1)
+    counts = _class_counts(predictions)
+    noise_uncertainty = entropies.double().sum(dim=1) / draws_used.clamp(min=1).double()
+    return Scores(
+        entropy=histogram_entropy(counts.cpu().numpy()),
+        clean_uncertainty=clean.double().cpu().numpy(),
+        noise_uncertainty=noise_uncertainty.cpu().numpy(),
+        forward_passes=classifier.classified,
+        draws_used=draws_used.cpu().numpy().astype(np.int64),
+    )
+
+
+def _class_counts(predictions: torch.Tensor) -> torch.Tensor:
+    """(n, classes) int64 histogram of (n, draws) predicted classes; -1 marks a draw not made."""
+    drawn = predictions >= 0
+    num_classes = max(int(predictions.max().item()) + 1, 1) if predictions.numel() else 1
+    counts = torch.zeros((len(predictions), num_classes), dtype=torch.int64, device=predictions.device)
+    return counts.scatter_add_(1, predictions.clamp(min=0).long(), drawn.long())
+
+
+def _draw_phase(
+    classifier: _BatchedClassifier,
+    images: torch.Tensor,
+    sigmas: torch.Tensor,
+    active: torch.Tensor,
+    shard_start: int,
+    first_draw: int,
+    stop_draw: int,
+    seed: int,
+    image_shape: tuple[int, int, int],
+    generator: torch.Generator,
+) -> None:
+    """Classify draws [first_draw, stop_draw) of every active example, block by block."""
+    if stop_draw <= first_draw or not bool(active.any()):
+        return
+    shard_size = len(images)
+    shard_stop = shard_start + shard_size
+    draw_count = stop_draw - first_draw
+    draw_ids = torch.arange(first_draw, stop_draw, device=images.device)
+    active_rows = torch.nonzero(active).flatten().cpu().numpy() if not bool(active.all()) else None
+    for block in range(shard_start // NOISE_BLOCK_EXAMPLES, math.ceil(shard_stop / NOISE_BLOCK_EXAMPLES)):
+        block_start = block * NOISE_BLOCK_EXAMPLES
+        lo = max(block_start, shard_start)
+        hi = min(block_start + NOISE_BLOCK_EXAMPLES, shard_stop)
+        if active_rows is None:
+            rows = torch.arange(lo - shard_start, hi - shard_start, device=images.device)
+        else:
+            selected = active_rows[(active_rows >= lo - shard_start) & (active_rows < hi - shard_start)]
+            if selected.size == 0:
+                continue
+            rows = torch.from_numpy(selected).to(images.device)
+        noise = _block_noise(seed, block, first_draw, stop_draw, image_shape, generator)
+        noise = noise[:, rows + (shard_start - block_start)]  # (draws, rows, C, H, W)
+        clean = images[rows].permute(0, 3, 1, 2).float().div_(255.0)  # (rows, C, H, W)
+        noisy = (clean.unsqueeze(0) + sigmas[rows].view(1, -1, 1, 1, 1) * noise).clamp_(0.0, 1.0)
+        count = len(rows)
+        classifier.add(
+            noisy.reshape(draw_count * count, *image_shape),
+            rows.repeat(draw_count),
+            draw_ids.repeat_interleave(count),
+        )
+
+
+def _clean_uncertainty(
+    model: nn.Module, images: torch.Tensor, batch_size: int, use_bf16: bool, channels_last: bool
+) -> torch.Tensor:
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    results = []
+    for begin in range(0, len(images), batch_size):
+        batch = images[begin : begin + batch_size].permute(0, 3, 1, 2).float().div_(255.0)
+        with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits = model(batch.contiguous(memory_format=memory_format))
+        results.append(softmax_entropy(logits))
+    return torch.cat(results) if results else torch.zeros(0, device=images.device)
