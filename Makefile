@@ -10,7 +10,7 @@ PORT ?= 8000
 
 run: $(VENV)/.installed
 	$(BIN)/aqpl db upgrade
-	$(BIN)/aqpl demo
+	$(BIN)/aqpl demo --url http://$(HOST):$(PORT)
 	$(BIN)/aqpl serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-dev check

@@ -15,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from aqpl.simulate_command import simulate
+
 app = typer.Typer(
     help="AQPL Studio: serve the platform, run workers, manage the database and users.",
     no_args_is_help=True,
@@ -26,6 +28,7 @@ system_app = typer.Typer(help="Checks of the running platform.", no_args_is_help
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(system_app, name="system")
+app.command("simulate")(simulate)
 
 
 def _fail(message: str) -> None:

@@ -11,8 +11,7 @@ from typing import Annotated
 
 import typer
 
-# Kept here (not imported from worker/ml) so option parsing and --help need no torch import;
-# the command checks them against worker/ml's own lists before running.
+# scikit-learn's bundled digits ship with the library: the only format without a path.
 _DATASET_FORMATS_WITHOUT_PATH = frozenset({"digits"})
 
 
@@ -97,7 +96,7 @@ def simulate(
         int, typer.Option(min=1, help="M: noisy copies per example for the entropy H (Eq. 5)")
     ] = 20,
     adaptive_scoring: Annotated[
-        bool, typer.Option(help="pilot draws first, the rest of M only where the pilot disagreed")
+        bool, typer.Option(help="fewer than M draws where the draws so far already agree")
     ] = False,
     seeds: Annotated[
         str, typer.Option(help="a count (3 -> 0,1,2) or a comma list (0,4,7; '7,' for seed 7 alone)")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The documented quick configuration of `aqpl simulate` on MNIST (docs/results.md):
 # small CNN, 2,000 training / 200 test images, 3 seeds, all 5 methods and 4 strategies,
-# 3 rounds of 2B = 100 queries. Target: under 15 minutes on 2 CPU cores.
+# 3 rounds of 2B = 100 queries, M = 10 draws, oracle K = 16. Target: under 15 minutes on 2 CPU cores.
 #
 #   benchmarks/quick_mnist_simulation.sh [OUT_DIR] [extra aqpl simulate options...]
 #
@@ -25,11 +25,11 @@ start=$(date +%s)
     --strategies random,clean_uncertainty,noise_uncertainty,aqpl \
     --rounds 3 \
     --budget 50 \
-    --draws 20 \
+    --draws 10 \
     --epochs 5 \
     --reference-epochs 5 \
     --finetune-epochs 1 \
-    --oracle-draws 32 \
+    --oracle-draws 16 \
     --seeds 3 \
     --device cpu \
     --out "$OUT" \

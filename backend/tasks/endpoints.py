@@ -87,7 +87,8 @@ def next_task(
     settings: SettingsDep,
     project_id: Annotated[int | None, QueryParam(ge=1, le=2**31 - 1)] = None,
     exclude: Annotated[
-        int | None, QueryParam(ge=1, le=2**31 - 1, description="Your task on screen: lease another to prefetch.")
+        int | None,
+        QueryParam(ge=1, le=2**31 - 1, description="Your task on screen: lease another one to prefetch."),
     ] = None,
 ) -> TaskRead | Response:
     """Lease the next query to answer (your current lease if you hold one); 204 when none is left."""

@@ -119,7 +119,7 @@ def npz_bytes(**overrides: np.ndarray) -> bytes:
         **overrides,
     }
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub: **arrays vs allow_pickle
     return buffer.getvalue()
 
 
@@ -222,7 +222,7 @@ def _npz_pickled(root: Path) -> tuple[str, str]:
     objects[:] = [0, 1, 2, 0, 1, 2]
     buffer = io.BytesIO()
     arrays = {"x_train": np.zeros((6, 8, 8), np.uint8), "x_test": np.zeros((2, 8, 8), np.uint8)}
-    np.savez(buffer, **arrays, y_train=objects, y_test=np.array([0, 1]))
+    np.savez(buffer, **arrays, y_train=objects, y_test=np.array([0, 1]))  # type: ignore[arg-type]
     (root / "pickled.npz").write_bytes(buffer.getvalue())
     return "npz", str(root / "pickled.npz")
 

@@ -65,3 +65,9 @@ def test_demo_seeds_logins_once_and_prints_them(tmp_path: Path) -> None:
         assert verify_password(admin.password_hash, password)
         assert len(session.scalars(select(User)).all()) == 3
     engine.dispose()
+
+
+def test_simulate_is_a_command_of_aqpl(tmp_path: Path) -> None:
+    result = run_aqpl(["simulate", "--dataset", "nosuchformat:x"], aqpl_env(tmp_path))
+    assert result.returncode == 2
+    assert "nosuchformat" in result.stderr

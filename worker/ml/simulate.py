@@ -60,14 +60,6 @@ BASE_METHODS = ("standard", "gnt", "cat")
 AQPL_STARTS = {"aqpl-gnt": "gnt", "aqpl-cat": "cat"}
 AQPL_STRATEGY = "aqpl"  # the strategy AQPL methods query with
 CURVE_START = "gnt"  # every strategy curve starts from the GNT model, as in the paper's Figures 4-5
-# Scores each strategy reads: random reads none, clean uncertainty only the clean pass (1 draw suffices).
-_STRATEGY_DRAWS: dict[str, Callable[[int], int]] = {
-    "aqpl": lambda draws: draws,
-    "noise_uncertainty": lambda draws: draws,
-    "clean_uncertainty": lambda draws: 1,
-    "random": lambda draws: 0,
-}
-
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -83,7 +75,7 @@ class SimulationConfig:
     rounds: int = 3
     budget: int = 25  # B: examples per side and round, so a round asks the oracle 2B levels
     draws: int = 20  # M: noisy copies per example for H (Eq. 5); the paper's 50 costs 2.5x the time
-    adaptive_scoring: bool = False  # pilot draws first, the rest only where the pilot disagreed
+    adaptive_scoring: bool = False  # stop drawing where the draws so far agree (scoring.AdaptiveConfig)
     seeds: tuple[int, ...] = (0,)
     train_limit: int | None = None  # stratified subset of the training split (None: all of it)
     test_limit: int | None = None  # stratified subset of the test split, which every corruption copies
@@ -220,6 +212,14 @@ def _task_bar(description: str, enabled: bool) -> Iterator[ProgressCallback]:
         yield update
     finally:
         bar.close()
+
+
+def _draws_needed(strategy: str, draws: int) -> int:
+    """Noisy copies per example a strategy's score needs: random reads no score, clean uncertainty
+    only the clean pass (one draw is the least `score_examples` makes), the others all M."""
+    if strategy == "random":
+        return 0
+    return 1 if strategy == "clean_uncertainty" else draws
 
 
 def _train_config(config: SimulationConfig, *, epochs: int, lr: float, seed: int) -> TrainConfig:
@@ -365,7 +365,7 @@ def _simulate_seed(context: _SeedContext) -> dict[str, Any]:
     # Every chain from one start is in the same state in its first round: score once for all of them.
     first_round_draws: dict[str, int] = defaultdict(int)
     for start, strategy, _ in chain_plan:
-        first_round_draws[start] = max(first_round_draws[start], _STRATEGY_DRAWS[strategy](config.draws))
+        first_round_draws[start] = max(first_round_draws[start], _draws_needed(strategy, config.draws))
     for start, strategy, evaluate_every_round in chain_plan:
         start_model, start_sigmas, start_metrics = trained[start]
         chain = _QueryChain(
@@ -378,7 +378,7 @@ def _simulate_seed(context: _SeedContext) -> dict[str, Any]:
         chain.points.append(_point(0, start_metrics, chain.sigma_indices))
         for round_index in range(config.rounds):
             context.advance(f"{strategy} from {start}, round {round_index + 1}/{config.rounds}")
-            draws = _STRATEGY_DRAWS[strategy](config.draws)
+            draws = _draws_needed(strategy, config.draws)
             if round_index == 0 and draws > 0:
                 if start not in shared_first_scores:
                     shared_first_scores[start] = _score(context, chain, 0, first_round_draws[start])
@@ -649,13 +649,17 @@ def write_curve_plots(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     if not results["curves"]:
         return []
     paths = []
+    curves = results["curves"]
+    # Strategies share their query counts: shift each a little sideways so the error bars stay apart.
+    dodge = 0.012 * max(max(p["queries"] for p in points) for points in curves.values())
     for metric in METRIC_NAMES:
         figure = Figure(figsize=(4.8, 3.6), dpi=100, layout="constrained")
         axes = figure.add_subplot()
-        for strategy, points in results["curves"].items():
+        for position, (strategy, points) in enumerate(curves.items()):
             marker, linestyle = STRATEGY_STYLES.get(strategy, ("x", "-"))
+            shift = (position - (len(curves) - 1) / 2) * dodge
             axes.errorbar(
-                [p["queries"] for p in points],
+                [p["queries"] + shift for p in points],
                 [100 * p[metric] for p in points],
                 yerr=[100 * p[f"{metric}_std"] for p in points],
                 marker=marker,
