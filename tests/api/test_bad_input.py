@@ -436,6 +436,7 @@ HOSTILE_UPLOADS: dict[str, tuple[str, str, Callable[[], bytes], str]] = {
         r"readme\.txt.*not an image",
     ),
     "not a zip": ("imagefolder", "tree.zip", lambda: b"PK but not really a zip file", r"tree\.zip.*zip"),
+    "empty zip": ("imagefolder", "tree.zip", lambda: zip_bytes({}), r"train.*missing folder"),
     "truncated npz": ("npz", "data.npz", lambda: npz_bytes()[:500], r"(truncated|not a readable)"),
     "npz label count": (
         "npz",
@@ -466,6 +467,19 @@ def test_a_valid_upload_is_accepted_after_a_refused_one(api: Api, lead_headers: 
     accepted = upload(api, lead_headers, project_id, "tree.zip", zip_bytes(_tree_entries({})))
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["progress"]["step"] == "importing"
+
+
+def test_an_upload_to_a_project_already_importing_is_a_409_and_keeps_its_files(
+    api: Api, lead_headers: dict[str, str]
+) -> None:
+    project_id = awaiting_upload(api, lead_headers, "imagefolder")
+    accepted = upload(api, lead_headers, project_id, "tree.zip", zip_bytes(_tree_entries({})))
+    assert accepted.status_code == 200, accepted.text
+    kept = stored_files(api)
+    assert kept  # the unpacked tree the import will read
+    again = upload(api, lead_headers, project_id, "tree.zip", zip_bytes(_tree_entries({})))
+    assert again.status_code == 409, again.text
+    assert stored_files(api) == kept
 
 
 def test_an_upload_over_the_body_limit_is_refused_before_it_is_read(
@@ -638,20 +652,27 @@ def test_unknown_or_absurd_ids_are_4xx_on_every_endpoint(api: Api) -> None:
 @pytest.mark.parametrize(
     ("path", "params"),
     [
-        ("/api/v1/projects/1/examples", {"offset": -1}),
-        ("/api/v1/projects/1/examples", {"limit": 10**9}),
-        ("/api/v1/projects/1/examples", {"offset": 2**70}),
-        ("/api/v1/projects/1/examples", {"split": "validation"}),
-        ("/api/v1/projects/1/export", {"format": "pickle"}),
-        ("/api/v1/examples/1/render.png", {"sigma_index": 91}),
-        ("/api/v1/examples/1/render.png", {"sigma_index": -1}),
-        ("/api/v1/examples/1/render.png", {"sigma_index": "x"}),
+        ("/api/v1/projects/{project}/examples", {"offset": -1}),
+        ("/api/v1/projects/{project}/examples", {"limit": 10**9}),
+        ("/api/v1/projects/{project}/examples", {"offset": 2**63}),
+        ("/api/v1/projects/{project}/examples", {"offset": 2**70}),
+        ("/api/v1/projects/{project}/examples", {"split": "validation"}),
+        ("/api/v1/projects/{project}/export", {"format": "pickle"}),
+        ("/api/v1/examples/{example}/render.png", {"sigma_index": 91}),
+        ("/api/v1/examples/{example}/render.png", {"sigma_index": -1}),
+        ("/api/v1/examples/{example}/render.png", {"sigma_index": "x"}),
+        ("/api/v1/tasks/next", {"project_id": 2**63}),
     ],
 )
 def test_bad_query_parameters_are_4xx(api: Api, path: str, params: dict[str, Any]) -> None:
+    """On rows that exist, so that the parameter itself is what gets refused."""
     with api.seed() as session:
         admin = make_user(session, Role.admin)
-    response = api.client.get(path, params=params, headers=api.headers_for(admin))
+        project, _round, queries = make_annotating_round(session, admin, queries=1)
+        example_id = queries[0].example_id
+    url = path.format(project=project.id, example=example_id)
+    method = "POST" if url.endswith("/next") else "GET"
+    response = api.client.request(method, url, params=params, headers=api.headers_for(admin))
     assert 400 <= response.status_code < 500, (response.status_code, response.text)
 
 

@@ -45,7 +45,7 @@ def _trained_model(spec: ModelSpec) -> torch.nn.Module:
 
 @pytest.mark.parametrize("architecture", ["small_cnn", "resnet18"])
 def test_round_trip_gives_identical_logits(tmp_path: Path, architecture: str) -> None:
-    spec = _spec(architecture, channels=3 if architecture == "resnet18" else 1)
+    spec = _spec(architecture, channels=3 if architecture == "resnet18" else 1, size=8)
     model = _trained_model(spec).eval()
     path = tmp_path / "round-1.safetensors"
     info = save_checkpoint(path, model, spec, {"round": 1, "metrics": {"clean": np.float32(0.5)}})
