@@ -349,6 +349,9 @@ def cpu_seconds(server_group: int) -> dict[str, float]:
             totals["postgres"] += used
     own = os.times()
     totals["client"] = own.user + own.system
+    # The whole machine (first line of /proc/stat: user nice system idle iowait irq softirq steal ...).
+    machine = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    totals["machine"] = (sum(machine[:8]) - machine[3] - machine[4]) / ticks
     return totals
 
 
@@ -670,11 +673,15 @@ def main() -> int:
             report(config, simulation.stats, wall, answers, load_before, load_after)
             requests = sum(len(values) for values in simulation.stats.latencies.values())
             used = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
+            others = used["machine"] - used["api"] - used["postgres"] - used["client"]
             print(
-                "CPU used: "
-                + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in used.items())
-                + f" = API {1000 * used['api'] / max(requests, 1):.1f} ms + PostgreSQL "
-                f"{1000 * used['postgres'] / max(requests, 1):.1f} ms per request ({requests} requests)"
+                f"CPU used (core-seconds): API {used['api']:.1f}, PostgreSQL {used['postgres']:.1f}, "
+                f"client {used['client']:.1f}, other processes on the machine {others:.1f}, "
+                f"of {wall * (os.cpu_count() or 1):.1f} available"
+            )
+            print(
+                f"CPU per request: API {1000 * used['api'] / max(requests, 1):.1f} ms, PostgreSQL "
+                f"{1000 * used['postgres'] / max(requests, 1):.1f} ms ({requests} requests)"
             )
             log = (data_dir / "serve.log").read_text(errors="replace")
             if "Traceback" in log:

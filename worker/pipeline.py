@@ -7,11 +7,6 @@ so a step that runs twice after a redelivery writes the same results.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,11 +21,9 @@ from aqpl.ladder import LADDER_SIZE
 from worker.ml.checkpoints import CheckpointInfo, load_checkpoint, save_checkpoint
 from worker.ml.corruptions import (
     CORRUPTION_NAMES,
+    CORRUPTION_SEVERITIES,
     CorruptionSuite,
-    add_gaussian_noise_uint8,
-    corrupt_images,
-    gaussian_severities_for,
-    library_version,
+    build_corruption_suite,
 )
 from worker.ml.datasets import ImageDataset, load_dataset, stratified_subset
 from worker.ml.evaluation import evaluate
@@ -50,7 +43,6 @@ _STREAM_SELECT = 4
 _STREAM_FINETUNE = 5
 _STREAM_EVALUATION = 6
 EVALUATION_BATCH = 256  # images per forward pass when measuring accuracy
-SUITE_FORMAT_VERSION = 1  # bump when the way an evaluation suite is made changes
 
 
 def stream_seed(seed: int, stream: int, round_number: int = 0) -> int:
@@ -291,80 +283,16 @@ def evaluation_set(
     images = np.ascontiguousarray(x_test[rows])
     labels = np.asarray(y_test[rows], dtype=np.int64)
     names = tuple(options.get("corruptions") or CORRUPTION_NAMES)
-    severities = tuple(int(level) for level in options.get("severities") or (1, 2, 3, 4, 5))
-    suite = build_suite(images, dataset_key(config), names, severities, seed=seed, cache_dir=cache_dir)
+    severities = tuple(int(level) for level in options.get("severities") or CORRUPTION_SEVERITIES)
+    suite = build_corruption_suite(
+        images,
+        dataset_key=dataset_key(config),
+        seed=seed,
+        cache_dir=cache_dir,
+        corruption_names=names,
+        corruption_severities=severities,
+    )
     return EvaluationSet(images, labels, rows, suite)
-
-
-def build_suite(
-    images: npt.NDArray[np.uint8],
-    key: str,
-    names: Sequence[str],
-    severities: Sequence[int],
-    *,
-    seed: int,
-    cache_dir: Path | None,
-) -> CorruptionSuite:
-    """Gaussian noise at the dataset's levels plus `names` x `severities`, cached on disk as .npz."""
-    description = {
-        "format_version": SUITE_FORMAT_VERSION,
-        "key": key,
-        "images_sha256": hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest(),
-        "shape": list(images.shape),
-        "names": list(names),
-        "severities": list(severities),
-        "gaussian": list(gaussian_severities_for(key)),
-        "seed": seed,
-        "library_version": library_version(),
-    }
-    digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:24]
-    cache_path = cache_dir / f"suite-{digest}.npz" if cache_dir is not None else None
-    if cache_path is not None and cache_path.is_file():
-        cached = _load_suite(cache_path, description)
-        if cached is not None:
-            return cached
-    gaussian = add_gaussian_noise_uint8(images, gaussian_severities_for(key), seed=seed)
-    corruptions = {
-        name: {level: corrupt_images(images, name, level, seed=seed) for level in severities}
-        for name in names
-    }
-    suite = CorruptionSuite(gaussian=gaussian, corruptions=corruptions)
-    if cache_path is not None:
-        _save_suite(cache_path, suite, description)
-    return suite
-
-
-def _load_suite(path: Path, description: Mapping[str, Any]) -> CorruptionSuite | None:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if json.loads(str(archive["meta"])) != description:
-                return None
-            gaussian = {float(c): archive[f"gaussian_{float(c)!r}"] for c in description["gaussian"]}
-            corruptions = {
-                name: {
-                    int(level): archive[f"corruption_{name}_{level}"] for level in description["severities"]
-                }
-                for name in description["names"]
-            }
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        return None  # damaged or foreign: rebuilt
-    return CorruptionSuite(gaussian=gaussian, corruptions=corruptions)
-
-
-def _save_suite(path: Path, suite: CorruptionSuite, description: Mapping[str, Any]) -> None:
-    arrays: dict[str, npt.NDArray[Any]] = {"meta": np.array(json.dumps(description, sort_keys=True))}
-    arrays.update({f"gaussian_{c!r}": images for c, images in suite.gaussian.items()})
-    for name, by_level in suite.corruptions.items():
-        arrays.update({f"corruption_{name}_{level}": images for level, images in by_level.items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".suite-", suffix=".npz")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)  # type: ignore[arg-type]
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def evaluate_model(model: nn.Module, evaluation: EvaluationSet, *, device: torch.device) -> dict[str, Any]:

@@ -72,7 +72,7 @@ LIBRARY_MIN_SIDE = 32  # imagecorruptions refuses smaller images (zoom_blur and 
 _SEEDED_BY_ARGUMENT = frozenset({"impulse_noise", "glass_blur"})
 # ITU-R 601-2 luma, the weights Pillow's convert("L") uses.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-SUITE_FORMAT_VERSION = 1  # bump when the way a suite is made changes, so old caches are not reused
+SUITE_FORMAT_VERSION = 2  # bump when the way a suite is made changes, so old caches are not reused
 _GAUSSIAN_CHUNK = 1024  # images per float32 chunk when adding Gaussian noise (bounds memory)
 
 
@@ -209,6 +209,7 @@ def _suite_key(
     seed: int,
     names: Sequence[str],
     severities: Sequence[float],
+    levels: Sequence[int],
 ) -> tuple[str, dict[str, Any]]:
     images_hash = hashlib.sha256()  # the test images' content, so a changed test set never hits a stale cache
     images_hash.update(repr((x_test.shape, str(x_test.dtype))).encode())
@@ -222,6 +223,7 @@ def _suite_key(
         "library_version": library_version(),
         "corruption_names": list(names),
         "gaussian_severities": [float(c) for c in severities],
+        "corruption_severities": [int(level) for level in levels],
         "format_version": SUITE_FORMAT_VERSION,
     }
     digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
@@ -239,8 +241,9 @@ def _load_cached(path: Path, description: dict[str, Any]) -> CorruptionSuite | N
             gaussian = {
                 float(c): archive[f"gaussian_{float(c)!r}"] for c in description["gaussian_severities"]
             }
+            levels = description["corruption_severities"]
             corruptions = {
-                name: {level: archive[f"corruption_{name}_{level}"] for level in CORRUPTION_SEVERITIES}
+                name: {level: archive[f"corruption_{name}_{level}"] for level in levels}
                 for name in description["corruption_names"]
             }
     except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError, zipfile.BadZipFile):
@@ -274,10 +277,12 @@ def build_corruption_suite(
     corruption_names: Sequence[str] | None = None,
     progress: bool = False,
     gaussian_severities: Sequence[float] | None = None,
+    corruption_severities: Sequence[int] | None = None,
 ) -> CorruptionSuite:
     """Gaussian noise at the dataset's severities plus each corruption at severities 1..5, cached.
 
-    `gaussian_severities` defaults to `gaussian_severities_for(dataset_key)`; `corruption_names` to all 15.
+    `gaussian_severities` defaults to `gaussian_severities_for(dataset_key)`; `corruption_names` to all 15;
+    `corruption_severities` to 1..5 (a subset keeps CPU evaluations short).
     """
     _check_images(x_test)
     names = tuple(CORRUPTION_NAMES if corruption_names is None else corruption_names)
@@ -294,11 +299,12 @@ def build_corruption_suite(
             gaussian_severities_for(dataset_key) if gaussian_severities is None else gaussian_severities
         )
     )
+    levels = tuple(CORRUPTION_SEVERITIES if corruption_severities is None else corruption_severities)
     cache_path: Path | None = None
     description: dict[str, Any] = {}
     if cache_dir is not None:
         file_name, description = _suite_key(
-            x_test, dataset_key=dataset_key, seed=seed, names=names, severities=severities
+            x_test, dataset_key=dataset_key, seed=seed, names=names, severities=severities, levels=levels
         )
         cache_path = Path(cache_dir) / file_name
         if cache_path.is_file():
@@ -308,14 +314,14 @@ def build_corruption_suite(
     gaussian = add_gaussian_noise_uint8(x_test, severities, seed=seed)
     corruptions: dict[str, dict[int, npt.NDArray[np.uint8]]] = {}
     with tqdm(
-        total=len(names) * len(CORRUPTION_SEVERITIES) * len(x_test),
+        total=len(names) * len(levels) * len(x_test),
         desc=f"corrupting {dataset_key}",
         unit="img",
         disable=not progress,
     ) as bar:
         for name in names:
             corruptions[name] = {}
-            for severity in CORRUPTION_SEVERITIES:
+            for severity in levels:
                 bar.set_postfix_str(f"{name} {severity}")
                 corruptions[name][severity] = corrupt_images(x_test, name, severity, seed=seed)
                 bar.update(len(x_test))
