@@ -77,6 +77,7 @@ from backend.storage import write_images
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SHAPE = (8, 8, 1)
 NEXT, SUBMIT = "tasks/next", "submit"
+EMPTY_POLL_SECONDS = 5.0  # after a 204 the annotation page asks again in 5 s (frontend/static/js/annotate.js)
 
 
 @dataclass(frozen=True)
@@ -456,7 +457,7 @@ class Simulation:
                     if self.complete.is_set():
                         return
                     # Nothing for me now; abandoned leases may come back once they expire.
-                    await asyncio.sleep(rng.uniform(0.5, 1.5))
+                    await asyncio.sleep(rng.uniform(0.5, 1.5) * EMPTY_POLL_SECONDS)
                     continue
                 if response.status_code != 200:
                     self.stats.unexpected.append(f"next {response.status_code}: {response.text[:200]}")
