@@ -23,7 +23,10 @@ from backend.migrate import upgrade_database
 
 POSTGRES_URL = os.environ.get("AQPL_TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("AQPL_TEST_REDIS_URL", "")
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Real data for tests that want it (skipped when absent): ../shared/data, or AQPL_TEST_SHARED_DATA.
+SHARED_DATA = Path(
+    os.environ.get("AQPL_TEST_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
 
 
 class DatabaseFactory:

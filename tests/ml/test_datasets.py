@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.conftest import SHARED_DATA
 from worker.ml.datasets import (
     DATASET_FORMATS,
     DatasetError,
@@ -20,9 +21,6 @@ from worker.ml.datasets import (
     stratified_subset,
     to_tensor,
 )
-
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-
 
 # ---------------------------------------------------------------- writers of tiny datasets
 
