@@ -11,6 +11,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,15 @@ def install_error_handlers(app: FastAPI) -> None:
         # No driver message: it can carry host names and credentials.
         return JSONResponse(
             {"detail": "The database is unreachable right now; try again in a moment."}, status_code=503
+        )
+
+    @app.exception_handler(PoolTimeout)
+    async def _database_busy(_request: Request, _exc: PoolTimeout) -> JSONResponse:
+        # Every pooled connection stayed busy for the pool's timeout: overloaded, not broken.
+        return JSONResponse(
+            {"detail": "The server is too busy right now; try again in a moment."},
+            status_code=503,
+            headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(DataError)

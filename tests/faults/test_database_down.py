@@ -163,3 +163,28 @@ def test_health_and_requests_say_503_while_the_database_is_away_and_recover(
         proxy.stop()
     log = (tmp_path / "serve.log").read_text(errors="replace")
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_an_exhausted_connection_pool_is_a_503_not_a_500(tmp_path: Path) -> None:
+    """Overload (every pooled connection busy past the pool's timeout) tells clients to come back."""
+    from fastapi import APIRouter
+    from fastapi.testclient import TestClient
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from backend.app import create_app
+    from backend.settings import Settings
+
+    app = create_app(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}"))
+    router = APIRouter()
+
+    @router.get("/busy")
+    def busy() -> None:
+        raise PoolTimeout("QueuePool limit of size 10 overflow 20 reached, connection timed out")
+
+    app.include_router(router)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/busy")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json() == {"detail": "The server is too busy right now; try again in a moment."}
+    assert "QueuePool" not in response.text
