@@ -142,7 +142,11 @@ def seed(database_url: str, examples: int, queries: int, annotators: int) -> tup
             )
             lead_token = create_login_token(session, lead)
             tokens = [create_login_token(session, person) for person in people]
-            return project.id, lead_token, tokens
+        # A live database has planner statistics; a bulk-loaded one has none until autovacuum runs.
+        with engine.connect() as connection:
+            connection.exec_driver_sql("ANALYZE")
+            connection.commit()
+        return project.id, lead_token, tokens
     finally:
         engine.dispose()
 
