@@ -140,7 +140,7 @@ def simulate(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show progress bars")] = True,
 ) -> None:
     """Simulate AQPL with an oracle model: train, query, fine-tune, and benchmark robustness."""
-    from worker.ml.corruptions import CORRUPTION_NAMES
+    from aqpl.corruption_names import CORRUPTION_NAMES
     from worker.ml.datasets import DatasetError
     from worker.ml.device import resolve_device
     from worker.ml.models import MODEL_NAMES

@@ -17,14 +17,10 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from aqpl.corruption_names import CORRUPTION_NAMES, CORRUPTION_SEVERITIES
 from aqpl.ladder import LADDER_SIZE
 from worker.ml.checkpoints import CheckpointInfo, load_checkpoint, save_checkpoint
-from worker.ml.corruptions import (
-    CORRUPTION_NAMES,
-    CORRUPTION_SEVERITIES,
-    CorruptionSuite,
-    build_corruption_suite,
-)
+from worker.ml.corruptions import CorruptionSuite, build_corruption_suite
 from worker.ml.datasets import ImageDataset, load_dataset, stratified_subset
 from worker.ml.evaluation import evaluate
 from worker.ml.models import ModelSpec, build_model, spec_for_images

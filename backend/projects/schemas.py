@@ -1,7 +1,7 @@
 """Project request and response bodies.
 
-The choice lists below repeat worker/ml's (the API never imports torch);
-tests/api/test_projects.py checks that they stay equal.
+The model/method/strategy choices repeat worker/ml's (the API never imports torch);
+tests/api/test_projects.py checks that they stay equal. Corruption names come from aqpl/.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from aqpl.corruption_names import CORRUPTION_NAMES, CORRUPTION_SEVERITIES
 from backend.checkpoints.schemas import CheckpointRead
 from backend.rounds.schemas import RoundRead, UtcDateTime
 
@@ -17,24 +18,6 @@ DatasetFormat = Literal["mnist", "cifar10", "npz", "imagefolder", "digits"]
 ModelName = Literal["resnet18", "small_cnn"]
 MethodName = Literal["gnt", "cat"]
 StrategyName = Literal["aqpl", "random", "clean_uncertainty", "noise_uncertainty"]
-CORRUPTION_NAMES: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
-CORRUPTION_SEVERITIES = (1, 2, 3, 4, 5)
 
 
 class DatasetSpec(BaseModel):

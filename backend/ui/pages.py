@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 
 import aqpl
 import frontend
+from aqpl.corruption_names import CORRUPTION_NAMES, CORRUPTION_SEVERITIES
 from aqpl.ladder import LADDER_MAX_INDEX
 from backend.auth import service as auth_service
 from backend.auth.endpoints import clear_session_cookies, set_session_cookies
@@ -27,7 +28,6 @@ from backend.auth.scopes import ALL_SCOPES
 from backend.deps import CSRF_COOKIE, SessionDep, SettingsDep
 from backend.errors import DomainError, TooManyRequests
 from backend.models import Role
-from backend.projects.schemas import CORRUPTION_NAMES, CORRUPTION_SEVERITIES
 from backend.ui import panels
 from backend.ui.viewer import (
     Viewer,

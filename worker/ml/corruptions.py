@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from aqpl.corruption_names import CORRUPTION_NAMES, CORRUPTION_SEVERITIES
+
 # σ on pixels in [0, 1]; noise is N(0, c²) added to every pixel and clipped.
 GAUSSIAN_SEVERITIES: dict[str, tuple[float, ...]] = {
     # CIFAR-10-C's gaussian_noise levels (Hendrycks & Dietterich 2019, CIFAR variant of the code).
@@ -48,24 +50,6 @@ GAUSSIAN_SEVERITIES: dict[str, tuple[float, ...]] = {
     "default": (0.08, 0.12, 0.18, 0.26, 0.38),
 }
 
-CORRUPTION_NAMES: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
-CORRUPTION_SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 LIBRARY_DISTRIBUTION = "imagecorruptions-imaug"
 LIBRARY_MIN_SIDE = 32  # imagecorruptions refuses smaller images (zoom_blur and frost crops need 32)
 # These two draw from their own `seed` argument instead of NumPy's global generator.
