@@ -29,7 +29,7 @@ def _session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:  # async: no I/O, so no thread-pool hop
     settings: Settings = request.app.state.settings
     return settings
 
@@ -87,7 +87,7 @@ class ScopeRequirement:
     def __init__(self, scope: str) -> None:
         self.scope = scope  # the access-table test reads it from each route's dependencies
 
-    def __call__(self, request: Request, user: CurrentUser) -> User:
+    async def __call__(self, request: Request, user: CurrentUser) -> User:  # async: no thread-pool hop
         if self.scope not in request.state.scopes:
             raise Forbidden(f"this needs the {self.scope!r} scope, which your role or token does not have")
         return user

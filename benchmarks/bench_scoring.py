@@ -91,43 +91,48 @@ def bench(
     sigma_indices = rng.integers(10, 60, count)
     model = build_model(spec_for_images(images, 10, model_name), seed=0)
 
-    def engine() -> int:
-        return score_examples(
-            model, images, sigma_indices, draws=draws, seed=1, device=device, batch_size=batch_size
-        ).forward_passes
+    def engine_variant(mixed_precision: bool | None, channels_last: bool | None) -> Callable[[], int]:
+        def run() -> int:
+            scores = score_examples(
+                model,
+                images,
+                sigma_indices,
+                draws=draws,
+                seed=1,
+                device=device,
+                batch_size=batch_size,
+                mixed_precision=mixed_precision,
+                channels_last=channels_last,
+            )
+            return scores.forward_passes
 
-    def engine_fp32_nchw() -> int:
-        scores = score_examples(
-            model,
-            images,
-            sigma_indices,
-            draws=draws,
-            seed=1,
-            device=device,
-            batch_size=batch_size,
-            mixed_precision=False,
-            channels_last=False,
-        )
-        return scores.forward_passes
+        return run
 
     def naive() -> int:
         naive_scores(model, images[:naive_count], sigma_indices[:naive_count] / 100.0, draws, 1, device)
         return naive_count * draws
 
-    rates = best_rates({"engine": engine, "fp32": engine_fp32_nchw, "naive": naive}, repeats, device)
+    runs = {
+        "engine": engine_variant(None, None),
+        "fp32_cl": engine_variant(False, True),
+        "fp32": engine_variant(False, False),
+        "naive": naive,
+    }
+    rates = best_rates(runs, repeats, device)
     height, width, channels = SHAPES[model_name]
     print(f"\n{model_name} on {height}x{width}x{channels}, {count} examples x {draws} draws, device {device}")
-    print(f"  {'noisy images per':<28}{'wall-clock s':>14}{'CPU s':>12}")
+    print(f"  {'noisy images per':<30}{'wall-clock s':>14}{'CPU s':>12}")
     labels = {
         "engine": "engine (defaults)",
+        "fp32_cl": "engine (fp32, channels-last)",
         "fp32": "engine (fp32, NCHW)",
         "naive": f"naive ({naive_count} examples)",
     }
     for name, label in labels.items():
-        print(f"  {label:<28}{rates[name][0]:14,.0f}{rates[name][1]:12,.0f}")
-    for name in ("engine", "fp32"):
+        print(f"  {label:<30}{rates[name][0]:14,.0f}{rates[name][1]:12,.0f}")
+    for name in ("engine", "fp32_cl", "fp32"):
         wall_ratio, cpu_ratio = (rates[name][k] / rates["naive"][k] for k in (0, 1))
-        print(f"  {labels[name] + ' / naive':<36}{wall_ratio:6.2f}x{cpu_ratio:11.2f}x")
+        print(f"  {labels[name] + ' / naive':<38}{wall_ratio:6.2f}x{cpu_ratio:11.2f}x")
     engine_rate = rates["engine"][0]
     if device.type == "cuda" and model_name == "resnet18":
         seconds = 50_000 * 50 / engine_rate
@@ -163,7 +168,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch_threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, {torch_threads} CPU threads, CPU AMX-bf16: {cpu_has_fast_bf16()}")
+    capabilities = torch.cpu.get_capabilities()
+    print(
+        f"torch {torch.__version__}, {torch_threads} CPU threads, CPU {capabilities.get('cpu_name', '?')}, "
+        f"native bf16 (AVX-512 BF16 or AMX): {cpu_has_fast_bf16()}"
+    )
     if device.type == "cuda":
         print(f"GPU: {torch.cuda.get_device_name(device)}")
     models = ["small_cnn", "resnet18"] if args.model == "both" else [args.model]

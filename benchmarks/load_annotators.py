@@ -102,6 +102,9 @@ class LoadConfig:
 @dataclass
 class Stats:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # seconds
+    # Time inside the app (its Server-Timing header): the latency without HTTP parsing, socket
+    # queues and this client's own event loop.
+    app_latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # seconds
     started_at: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # perf_counter
     statuses: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     acknowledged: dict[tuple[int, str], int] = field(default_factory=dict)  # (user, key) -> annotation id
@@ -389,6 +392,9 @@ class Simulation:
         started = time.perf_counter()
         response = await client.post(url, **kwargs)
         self.stats.latencies[kind].append(time.perf_counter() - started)
+        timing = response.headers.get("server-timing", "")
+        if timing.startswith("app;dur="):
+            self.stats.app_latencies[kind].append(float(timing.removeprefix("app;dur=")) / 1000)
         self.stats.started_at[kind].append(started)
         self.stats.statuses[kind][response.status_code] += 1
         return response
@@ -594,6 +600,12 @@ def report(
             f"{kind:>10}: {len(values):6d} requests  p50 {percentile_ms(values, 50):7.1f} ms  "
             f"p99 {percentile_ms(values, 99):7.1f} ms  max {percentile_ms(values, 100):7.1f} ms  "
             f"statuses {statuses}"
+        )
+        inside = stats.app_latencies[kind]
+        print(
+            f"{'in the app':>10}: {len(inside):6d} requests  p50 {percentile_ms(inside, 50):7.1f} ms  "
+            f"p99 {percentile_ms(inside, 99):7.1f} ms  max {percentile_ms(inside, 100):7.1f} ms  "
+            "(Server-Timing)"
         )
     print(f"answers stored: {answers} in {wall:.1f} s wall = {answers / wall:.1f} answers/s")
     for kind in (NEXT, SUBMIT):

@@ -46,8 +46,6 @@ def submit_answer(
             raise Conflict(f"this Idempotency-Key was already used for task {earlier.assignment_id}")
         return Submitted(earlier, replayed=True)
     task_service.ensure_slot(session, assignment, query, round_, now)
-    project = session.get(Project, round_.project_id)
-    assert project is not None  # foreign key
     completes = query.answer_count + 1 >= query.required_answers
     if completes:
         # Decide "round complete" one writer at a time, before touching assignments (lock order:
@@ -70,6 +68,8 @@ def submit_answer(
         # Only reachable by one annotator reusing a key on two tasks at the same instant.
         raise Conflict("this answer conflicts with another answer of yours; reload the task") from error
     if completes:
+        project = session.get(Project, round_.project_id)
+        assert project is not None  # foreign key
         _aggregate_query(session, project, query)
         if query.status == COMPLETE:
             _close_round_if_complete(session, project, round_)

@@ -139,14 +139,18 @@ def resolve_token(session: Session, plain: str) -> tuple[User, ApiToken] | None:
     """The user and token row behind a presented token, or None if unknown, expired, revoked or inactive."""
     if not plain:
         return None
-    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_digest(plain)))
-    if token is None or token.revoked_at is not None:
+    row = session.execute(
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == token_digest(plain))
+    ).one_or_none()
+    if row is None:
+        return None
+    token, user = row[0], row[1]
+    if token.revoked_at is not None or not user.is_active:
         return None
     now = datetime.now(UTC)
     if token.expires_at is not None and as_utc(token.expires_at) <= now:
-        return None
-    user = session.get(User, token.user_id)
-    if user is None or not user.is_active:
         return None
     if token.last_used_at is None or as_utc(token.last_used_at) < now - LAST_USED_RESOLUTION:
         token.last_used_at = now

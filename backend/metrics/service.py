@@ -97,6 +97,11 @@ class RequestMetricsMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                # Server-Timing: the time spent in the app, for browser dev tools and load tests.
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                headers = list(message.get("headers", []))
+                headers.append((b"server-timing", f"app;dur={elapsed_ms:.1f}".encode()))
+                message = {**message, "headers": headers}
             await send(message)
 
         try:

@@ -5,10 +5,20 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from backend.models import Annotation, Assignment, AssignmentState, Query, Round, RoundState, User
+from backend.models import (
+    Annotation,
+    Assignment,
+    AssignmentState,
+    Example,
+    Project,
+    Query,
+    Round,
+    RoundState,
+    User,
+)
 
 OPEN = "open"
 COMPLETE = "complete"
@@ -49,22 +59,6 @@ def live_lease(
     if exclude_id is not None:
         statement = statement.where(Assignment.id != exclude_id)
     return session.scalar(statement)
-
-
-def expire_stale_leases(
-    session: Session, now: datetime, *, annotator_id: int | None = None, query_id: int | None = None
-) -> None:
-    """Mark leases past their time as expired (they already stopped counting; this keeps states honest)."""
-    statement = update(Assignment).where(
-        Assignment.state == AssignmentState.leased, Assignment.expires_at <= now
-    )
-    if annotator_id is not None:
-        statement = statement.where(Assignment.annotator_id == annotator_id)
-    if query_id is not None:
-        statement = statement.where(Assignment.query_id == query_id)
-    session.execute(
-        statement.values(state=AssignmentState.expired).execution_options(synchronize_session=False)
-    )
 
 
 def candidate_queries(
@@ -114,6 +108,18 @@ def lock_query(session: Session, query_id: int) -> Query | None:
     )
 
 
+def lock_query_with_round_state(session: Session, query_id: int) -> tuple[Query, RoundState] | None:
+    """The query row, locked until commit and read fresh, with its round's state, in one statement."""
+    round_state = select(Round.state).where(Round.id == Query.round_id).scalar_subquery()
+    row = session.execute(
+        select(Query, round_state)
+        .where(Query.id == query_id)
+        .with_for_update(of=Query)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    return None if row is None else (row[0], RoundState(row[1]))
+
+
 def lock_round(session: Session, round_id: int, *, exclusive: bool) -> Round | None:
     """The round row, read fresh. Shared (FOR KEY SHARE) while writing answers, so a close waits for them;
     exclusive (FOR NO KEY UPDATE) to decide whether the round is complete, one writer at a time."""
@@ -131,11 +137,36 @@ def fresh_assignment(session: Session, assignment_id: int) -> Assignment | None:
     )
 
 
-def own_assignment(session: Session, query_id: int, annotator_id: int) -> Assignment | None:
-    return session.scalar(
-        select(Assignment)
-        .where(Assignment.query_id == query_id, Assignment.annotator_id == annotator_id)
-        .execution_options(populate_existing=True)
+def locate_own_assignment(session: Session, assignment_id: int, annotator_id: int) -> tuple[int, int] | None:
+    """(query id, round id) of the annotator's assignment; None if it does not exist or is someone else's."""
+    row = session.execute(
+        select(Assignment.query_id, Query.round_id)
+        .join(Query, Query.id == Assignment.query_id)
+        .where(Assignment.id == assignment_id, Assignment.annotator_id == annotator_id)
+    ).one_or_none()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def task_rows(session: Session, query_id: int) -> tuple[Query, Example, Round, Project]:
+    """The query with its example, round and project, in one statement."""
+    row = session.execute(
+        select(Query, Example, Round, Project)
+        .join(Example, Example.id == Query.example_id)
+        .join(Round, Round.id == Query.round_id)
+        .join(Project, Project.id == Round.project_id)
+        .where(Query.id == query_id)
+    ).one()
+    return row[0], row[1], row[2], row[3]
+
+
+def assignments_of_query(session: Session, query_id: int) -> list[Assignment]:
+    """Every assignment of the query, read fresh (a handful: overlap plus leases that lapsed)."""
+    return list(
+        session.scalars(
+            select(Assignment)
+            .where(Assignment.query_id == query_id)
+            .execution_options(populate_existing=True)
+        )
     )
 
 
@@ -152,17 +183,20 @@ def live_leases_of_others(session: Session, query_id: int, annotator_id: int, no
 
 def round_progress(session: Session, round_id: int, annotator_id: int) -> tuple[int, int, int]:
     """(answers in the round, answers the round needs, this annotator's answers in the round)."""
-    answered, total = session.execute(
-        select(
-            func.coalesce(func.sum(Query.answer_count), 0), func.coalesce(func.sum(Query.required_answers), 0)
-        ).where(Query.round_id == round_id)
-    ).one()
-    mine = session.scalar(
+    mine = (
         select(func.count(Annotation.id))
         .join(Query, Query.id == Annotation.query_id)
         .where(Query.round_id == round_id, Annotation.annotator_id == annotator_id)
+        .scalar_subquery()
     )
-    return int(answered), int(total), int(mine or 0)
+    answered, total, own = session.execute(
+        select(
+            func.coalesce(func.sum(Query.answer_count), 0),
+            func.coalesce(func.sum(Query.required_answers), 0),
+            mine,
+        ).where(Query.round_id == round_id)
+    ).one()
+    return int(answered), int(total), int(own or 0)
 
 
 def open_query_count(session: Session, round_id: int) -> int:

@@ -60,7 +60,6 @@ def next_task(
     held = repository.live_lease(session, annotator.id, now, project_id, exclude_task_id)
     if held is not None:
         return held
-    repository.expire_stale_leases(session, now, annotator_id=annotator.id)
     expires_at = now + timedelta(seconds=lease_seconds)
     tried: list[int] = []
     for skip_locked in (True, False):
@@ -83,18 +82,24 @@ def _lease_if_free(
     session: Session, annotator: User, query_id: int, now: datetime, expires_at: datetime
 ) -> Assignment | None:
     """With the query row locked: lease it to the annotator if a slot is still free (fresh read)."""
-    query = repository.lock_query(session, query_id)
-    if query is None or query.status != OPEN:
+    locked = repository.lock_query_with_round_state(session, query_id)
+    if locked is None:
         return None
-    round_ = session.get(Round, query.round_id, populate_existing=True)
-    if round_ is None or round_.state != RoundState.annotating:
+    query, round_state = locked
+    if query.status != OPEN or round_state != RoundState.annotating:
         return None
-    repository.expire_stale_leases(session, now, query_id=query_id)
-    own = repository.own_assignment(session, query_id, annotator.id)
+    own: Assignment | None = None
+    live_others = 0
+    for assignment in repository.assignments_of_query(session, query_id):
+        if assignment.state == AssignmentState.leased and not is_live(assignment, now):
+            assignment.state = AssignmentState.expired  # it stopped counting already; keep states honest
+        if assignment.annotator_id == annotator.id:
+            own = assignment
+        elif is_live(assignment, now):
+            live_others += 1
     if own is not None and own.state in (AssignmentState.answered, AssignmentState.skipped):
         return None
-    taken = query.answer_count + repository.live_leases_of_others(session, query_id, annotator.id, now)
-    if taken >= query.required_answers:
+    if query.answer_count + live_others >= query.required_answers:
         return None
     if own is None:
         own = Assignment(query_id=query_id, annotator_id=annotator.id, expires_at=expires_at, leased_at=now)
@@ -116,12 +121,13 @@ def get_own_assignment(session: Session, annotator: User, assignment_id: int) ->
 
 
 def lock_own_task(session: Session, annotator: User, assignment_id: int) -> tuple[Assignment, Query, Round]:
-    """Lock the task's round (shared) and query, then re-read the assignment; 409 if the round is over."""
-    assignment = get_own_assignment(session, annotator, assignment_id)
-    query_round = session.get(Query, assignment.query_id)
-    assert query_round is not None  # foreign key
-    round_ = repository.lock_round(session, query_round.round_id, exclusive=False)
-    query = repository.lock_query(session, assignment.query_id)
+    """Lock the task's round (shared) and query, then re-read the assignment; 404 if it is not theirs."""
+    located = repository.locate_own_assignment(session, assignment_id, annotator.id)
+    if located is None:
+        raise NotFound(f"task {assignment_id} not found")
+    query_id, round_id = located
+    round_ = repository.lock_round(session, round_id, exclusive=False)
+    query = repository.lock_query(session, query_id)
     assert round_ is not None and query is not None  # foreign keys
     assignment = get_own_assignment(session, annotator, assignment_id)
     return assignment, query, round_
@@ -170,11 +176,5 @@ def skip(session: Session, annotator: User, assignment_id: int) -> Assignment:
 
 
 def task_context(session: Session, assignment: Assignment) -> TaskContext:
-    query = session.get(Query, assignment.query_id)
-    assert query is not None  # foreign keys from here on
-    example = session.get(Example, query.example_id)
-    round_ = session.get(Round, query.round_id)
-    assert example is not None and round_ is not None
-    project = session.get(Project, round_.project_id)
-    assert project is not None
+    query, example, round_, project = repository.task_rows(session, assignment.query_id)
     return TaskContext(assignment, query, example, round_, project)

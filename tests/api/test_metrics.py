@@ -129,3 +129,12 @@ def test_queue_depth_on_redis_is_the_list_length(redis_url: str, tmp_path: Path)
         client.close()
     unreachable = Settings(data_dir=tmp_path, broker_url=f"redis://127.0.0.1:{free_port()}/0")
     assert queue_depth(unreachable) == -1
+
+
+def test_every_response_reports_its_time_in_the_app_as_server_timing(api: Api) -> None:
+    for response in (api.client.get("/api/v1/health"), api.client.get("/api/v1/projects")):
+        match = re.fullmatch(r"app;dur=(\d+\.\d)", response.headers["server-timing"])
+        assert match, response.headers["server-timing"]
+        assert 0.0 <= float(match.group(1)) < 30_000
+    assert api.client.get("/api/v1/projects").status_code == 401  # errors carry it too
+    assert "server-timing" in api.client.get("/api/v1/projects").headers

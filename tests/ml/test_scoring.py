@@ -212,6 +212,8 @@ def test_progress_and_input_checks() -> None:
 def test_model_can_still_be_trained_after_channels_last_scoring() -> None:
     model, images, sigma_indices = _random_model_and_images(count=16)
     score_examples(model, images, sigma_indices, draws=3, seed=0, device=CPU, channels_last=True)
+    convolution_weights = [p for p in model.parameters() if p.dim() == 4]
+    assert convolution_weights and all(w.is_contiguous() for w in convolution_weights)  # layout restored
     # Fine-tuning after scoring is the AQPL round; weights converted under inference mode would fail here.
     train_model(
         model, images, np.arange(16) % 5, sigma_indices, TrainConfig(epochs=1, batch_size=8), device=CPU

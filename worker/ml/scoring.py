@@ -27,7 +27,8 @@ Examples that do stop have q near 1, whose exact H is near 0 as well, where AQPL
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +41,7 @@ from worker.ml.noise import derive_seed, sigmas_of_indices
 
 NOISE_BLOCK_EXAMPLES = 32  # examples per noise unit; part of the noise's definition, do not change casually
 NOISE_BLOCK_DRAWS = 5  # draws per noise unit; part of the noise's definition too
-DEFAULT_CPU_BATCH = 256  # noisy images per forward pass on a CPU: activations stay in cache (measured best)
+DEFAULT_CPU_BATCH = 64  # noisy images per forward pass on a CPU: activations stay in cache (docs/engine.md)
 DEFAULT_CUDA_BATCH = 8192  # noisy images per forward pass on a GPU: large enough to saturate an H100
 
 Progress = Callable[[int, int], None]
@@ -235,10 +236,12 @@ def score_examples(
 ) -> Scores:
     """Eq. 5's H plus clean- and noise-uncertainty for examples [start, stop) (default: all).
 
-    batch_size is in noisy images per forward pass (default: 256 on CPU, 8192 on CUDA).
-    mixed_precision (bf16 autocast) defaults to on for CUDA and for CPUs with AMX bf16, off
-    otherwise; channels_last defaults to on for CUDA only. Pass both False for fp32 NCHW.
-    The model is moved to `device` and put in eval mode. Returned arrays cover [start, stop).
+    batch_size is in noisy images per forward pass (default: 64 on CPU, 8192 on CUDA).
+    mixed_precision (bf16 autocast) defaults to on for CUDA and for CPUs with native bf16
+    (AVX-512 BF16 or AMX), off otherwise; channels_last defaults to on (oneDNN's and cuDNN's
+    fast layout). Pass both False for fp32 NCHW.
+    The model is moved to `device` and put in eval mode; its memory layout is restored on
+    return (a CPU model trains faster in NCHW). Returned arrays cover [start, stop).
     """
     num_examples = len(images_uint8_nhwc)
     stop = num_examples if stop is None else stop
@@ -253,9 +256,9 @@ def score_examples(
     if draws < 1:
         raise ValueError(f"draws must be >= 1, got {draws}")
     fast_path = uses_cuda_fast_path(device)
-    # ---- bf16 autocast: CUDA, and CPUs with AMX bf16 (~3x faster convs); fp32 elsewhere ----
+    # ---- bf16 autocast: CUDA, and CPUs with native bf16 (~2-3x faster convs); fp32 elsewhere ----
     use_bf16 = (fast_path or cpu_has_fast_bf16()) if mixed_precision is None else mixed_precision
-    use_channels_last = fast_path if channels_last is None else channels_last
+    use_channels_last = True if channels_last is None else channels_last
     batch_size = batch_size or (DEFAULT_CUDA_BATCH if fast_path else DEFAULT_CPU_BATCH)
     stages = (
         [stage for stage in (adaptive_config or AdaptiveConfig()).stages if stage[0] < draws]
@@ -267,9 +270,60 @@ def score_examples(
     # later training cannot use: prepare the model with autograd-capable tensors.
     with torch.inference_mode(False):
         model.to(device)
-        if use_channels_last:
-            model.to(memory_format=torch.channels_last)
     model.eval()
+    with _memory_format(model, torch.channels_last if use_channels_last else None):
+        return _score(
+            model,
+            images_uint8_nhwc,
+            sigma_indices,
+            draws=draws,
+            seed=seed,
+            device=device,
+            batch_size=batch_size,
+            stages=stages,
+            progress=progress,
+            start=start,
+            stop=stop,
+            use_bf16=use_bf16,
+            use_channels_last=use_channels_last,
+        )
+
+
+@contextmanager
+def _memory_format(model: nn.Module, memory_format: torch.memory_format | None) -> Iterator[None]:
+    """Lay the model's 4-D weights out in `memory_format` (None: leave them) and restore the layout after."""
+    convolution_weights = [p for p in model.parameters() if p.dim() == 4]
+    if memory_format is None or not convolution_weights:
+        yield
+        return
+    was_channels_last = convolution_weights[0].is_contiguous(memory_format=torch.channels_last) and not (
+        convolution_weights[0].is_contiguous()
+    )
+    with torch.inference_mode(False):
+        model.to(memory_format=memory_format)
+    try:
+        yield
+    finally:
+        with torch.inference_mode(False):
+            model.to(memory_format=torch.channels_last if was_channels_last else torch.contiguous_format)
+
+
+def _score(
+    model: nn.Module,
+    images_uint8_nhwc: npt.NDArray[np.uint8],
+    sigma_indices: npt.NDArray[np.integer],
+    *,
+    draws: int,
+    seed: int,
+    device: torch.device,
+    batch_size: int,
+    stages: list[tuple[int, int]],
+    progress: Progress | None,
+    start: int,
+    stop: int,
+    use_bf16: bool,
+    use_channels_last: bool,
+) -> Scores:
 
     shard_size = stop - start
     if shard_size == 0:
