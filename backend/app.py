@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 import aqpl
 from backend.auth.endpoints import router as auth_router
 from backend.checkpoints.endpoints import router as checkpoints_router
-from backend.db import create_db_engine, make_session_factory
+from backend.db import create_db_engine, make_session_factory, warm_pool
 from backend.errors import install_error_handlers
 from backend.examples.endpoints import router as examples_router
 from backend.limits import BodySizeLimit
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = sessions
         app.state.celery = celery
+        await asyncio.to_thread(warm_pool, engine)
         try:
             yield
         finally:

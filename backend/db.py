@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 # Every constraint gets a predictable name: Alembic's batch mode on SQLite needs them to alter tables.
@@ -23,6 +24,9 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+POOL_SIZE = 10  # connections each API process keeps open (plus up to 20 more under bursts)
+
+
 def create_db_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for PostgreSQL (psycopg 3) or SQLite, tuned for many short transactions."""
     if url.startswith("sqlite"):
@@ -34,7 +38,25 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=20, **kwargs)
+
+
+def warm_pool(engine: Engine, connections: int = POOL_SIZE) -> bool:
+    """Open `connections` connections now, so the first burst of requests does not wait for them.
+
+    False (and nothing raised) when the database is unreachable: the service starts anyway, its
+    health check reports the database, and requests connect once it is back.
+    """
+    opened: list[Connection] = []
+    try:
+        for _ in range(connections):
+            opened.append(engine.connect())
+    except OperationalError:
+        return False
+    finally:
+        for connection in opened:
+            connection.close()  # back to the pool, still open
+    return True
 
 
 def _configure_sqlite(engine: Engine) -> None:

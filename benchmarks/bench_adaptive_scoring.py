@@ -3,8 +3,11 @@
 A small CNN is trained for a few epochs (GNT, half of each batch at σ 0.5) on real data, so that
 the entropies are those of a real model. Then every training example is scored:
 
-  exact A   exact M draws, seed 1          exact B   exact M draws, seed 2
-  adaptive B  adaptive, seed 2 (pilot + early stop)   adaptive A  adaptive, seed 1
+  exact A   exact M draws, seed 2k+1        exact B   exact M draws, seed 2k+2
+  adaptive B  adaptive, seed 2k+2 (pilot + early stop)   adaptive A  adaptive, seed 2k+1
+
+for k = 0 .. pairs-1; overlaps are averaged over the pairs (one pair's overlap moves by a whole
+example per side, which at B = 10 is 10 points).
 
 The AQPL selection (B highest H = "excessive", B lowest H = "deficient") of each run is
 compared with exact A's: overlap = |S ∩ S_A| / B per side. "exact B vs exact A" is the noise
@@ -12,7 +15,7 @@ floor (two exact runs disagree too); the target is "adaptive B vs exact A" ≥ t
 "adaptive A vs exact A" shares the noise, so it isolates what early stopping alone changes.
 Each selection breaks ties with its own random generator, as independent runs would.
 
-    .venv/bin/python benchmarks/bench_adaptive_scoring.py          # digits, < 3 min on 2 idle cores
+    .venv/bin/python benchmarks/bench_adaptive_scoring.py          # digits, ~4 min on 2 idle cores
     .venv/bin/python benchmarks/bench_adaptive_scoring.py --dataset mnist --path ../shared/data/mnist \
         --train-limit 3000
 """
@@ -59,6 +62,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--draws", type=int, default=50, help="M of exact scoring")
     parser.add_argument("--budgets", default="10,50", help="B per side, comma-separated")
+    parser.add_argument("--pairs", type=int, default=5, help="seed pairs averaged over")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -90,43 +94,61 @@ def main() -> None:
     }
     for description, sigma_indices in settings.items():
         started = time.perf_counter()
-        runs = {
-            name: score_examples(
-                model, images, sigma_indices, draws=args.draws, seed=seed, device=device, adaptive=adaptive
-            )
-            for name, seed, adaptive in (
-                ("exact A", 1, False),
-                ("exact B", 2, False),
-                ("adaptive B", 2, True),
-                ("adaptive A", 1, True),
-            )
-        }
+        # pair k: exact A (seed 2k+1), exact B and adaptive B (seed 2k+2), adaptive A (seed 2k+1)
+        pairs = [
+            {
+                name: score_examples(
+                    model,
+                    images,
+                    sigma_indices,
+                    draws=args.draws,
+                    seed=2 * pair + offset,
+                    device=device,
+                    adaptive=adaptive,
+                )
+                for name, offset, adaptive in (
+                    ("exact A", 1, False),
+                    ("exact B", 2, False),
+                    ("adaptive B", 2, True),
+                    ("adaptive A", 1, True),
+                )
+            }
+            for pair in range(args.pairs)
+        ]
         seconds = time.perf_counter() - started
-        exact, adaptive = runs["exact A"], runs["adaptive B"]
-        print(f"\n{description}   (4 scoring runs in {seconds:.1f} s)")
+        print(f"\n{description}   ({4 * args.pairs} scoring runs in {seconds:.1f} s)")
+        exact = pairs[0]["exact A"]
         zero_share, mean_entropy = np.mean(exact.entropy == 0), exact.entropy.mean()
         print(f"  exact: H = 0 for {zero_share:.1%} of examples, mean H {mean_entropy:.3f} nats")
+        adaptive = pairs[0]["adaptive B"]
         assert adaptive.draws_used is not None
         stopped = {int(d): float(np.mean(adaptive.draws_used == d)) for d in np.unique(adaptive.draws_used)}
         print(
             "  adaptive B: share of examples by draws used "
             + ", ".join(f"{d}: {s:.1%}" for d, s in stopped.items())
         )
+        exact_passes = np.mean([runs["exact B"].forward_passes for runs in pairs])
+        adaptive_passes = np.mean([runs["adaptive B"].forward_passes for runs in pairs])
         print(
-            f"  forward passes: exact {exact.forward_passes:,}  adaptive {adaptive.forward_passes:,}"
-            f"  -> {exact.forward_passes / adaptive.forward_passes:.2f}x fewer"
+            f"  forward passes (mean of {args.pairs} seeds): exact {exact_passes:,.0f}  "
+            f"adaptive {adaptive_passes:,.0f}  -> {exact_passes / adaptive_passes:.2f}x fewer"
             f"  ({np.mean(adaptive.draws_used < args.draws):.1%} of examples stopped early)"
         )
         for budget in budgets:
-            reference_high, reference_low = sides(exact, budget, rng_seed=101)
             print(
-                f"  B = {budget}: overlap with exact A's selection   excessive (high H) | deficient (low H)"
+                f"  B = {budget}: overlap with exact A's selection, mean ± sd over {args.pairs} seed pairs"
+                "   excessive (high H) | deficient (low H)"
             )
             for index, name in enumerate(("exact B", "adaptive B", "adaptive A")):
-                high, low = sides(runs[name], budget, rng_seed=202 + index)
-                high_overlap, low_overlap = overlap(high, reference_high), overlap(low, reference_low)
+                overlaps = []
+                for runs in pairs:
+                    reference_high, reference_low = sides(runs["exact A"], budget, rng_seed=101)
+                    high, low = sides(runs[name], budget, rng_seed=202 + index)
+                    overlaps.append((overlap(high, reference_high), overlap(low, reference_low)))
+                mean, spread = np.mean(overlaps, axis=0), np.std(overlaps, axis=0)
                 print(
-                    f"    {name:<11} vs exact A            {high_overlap:6.1%}         | {low_overlap:6.1%}"
+                    f"    {name:<11} vs exact A      {mean[0]:6.1%} ± {spread[0]:4.1%}"
+                    f"   | {mean[1]:6.1%} ± {spread[1]:4.1%}"
                 )
 
 

@@ -154,6 +154,9 @@ def test_an_expired_lease_returns_the_slot_and_a_late_submit_is_refused(api: Api
     assert "another annotator" in late.json()["detail"]
     renewed = api.client.post(f"/api/v1/tasks/{alice_task['id']}/renew", headers=api.headers_for(alice))
     assert renewed.status_code == 409
+    with api.seed() as session:  # leasing the query again recorded the lapsed lease as expired
+        lapsed = session.get(Assignment, alice_task["id"])
+        assert lapsed is not None and lapsed.state == AssignmentState.expired
 
 
 def test_a_submit_on_an_expired_lease_is_accepted_while_the_slot_is_free(api: Api) -> None:

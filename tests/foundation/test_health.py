@@ -3,6 +3,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
+from backend.db import POOL_SIZE, create_db_engine, warm_pool
 from backend.settings import Settings
 from tests.support import free_port
 
@@ -52,3 +53,18 @@ def test_openapi_docs_are_served(database_url: str, tmp_path: Path) -> None:
     with TestClient(create_app(Settings(data_dir=tmp_path, database_url=database_url))) as client:
         assert client.get("/api/docs").status_code == 200
         assert "/api/v1/health" in client.get("/openapi.json").json()["paths"]
+
+
+def test_the_connection_pool_is_open_before_the_first_request(database_url: str, tmp_path: Path) -> None:
+    with TestClient(create_app(Settings(data_dir=tmp_path, database_url=database_url))) as client:
+        pool = client.app.state.engine.pool  # type: ignore[attr-defined]
+        assert pool.checkedin() >= min(POOL_SIZE, pool.size())  # connected at start-up, not on demand
+
+
+def test_warming_the_pool_of_an_unreachable_database_reports_it_and_raises_nothing() -> None:
+    engine = create_db_engine(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none?connect_timeout=2")
+    try:
+        assert warm_pool(engine) is False
+        assert engine.pool.checkedin() == 0
+    finally:
+        engine.dispose()
