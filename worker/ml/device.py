@@ -21,7 +21,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def uses_cuda_fast_path(device: torch.device) -> bool:
-    """True where the CUDA-only speed-ups (bf16 autocast, channels-last) apply."""
+    """True on CUDA, where training, evaluation and the oracle use bf16 autocast and channels-last."""
     return device.type == "cuda"
 
 

@@ -207,7 +207,7 @@ class _BatchedClassifier:
 
     def _classify(self, images: torch.Tensor, rows: torch.Tensor, draws: torch.Tensor) -> None:
         batch = images.contiguous(memory_format=self.memory_format)
-        # ---- CUDA-only: bf16 autocast (enabled=False on CPU) ----
+        # ---- bf16 autocast: CUDA and CPUs with native bf16 (see score_examples) ----
         with torch.autocast(device_type=batch.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
             logits = self.model(batch)
         self.predictions[rows, draws] = logits.argmax(dim=1).to(torch.int32)
