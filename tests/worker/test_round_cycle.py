@@ -288,8 +288,9 @@ def test_worker_killed_while_scoring_does_not_lose_the_round(
         database_url = database_factory.create("postgresql")
         broker_url = request.getfixturevalue("redis_url")
     with platform(tmp_path, database_url, broker_url, broker_visibility_timeout="4") as platform_:
-        # 60 examples x 100 draws: seconds of scoring, time enough to kill it half-way.
-        project_id, _ = create_project(platform_, draws=100, score_shard_size=1000)
+        # 60 examples x 100 draws on ResNet18: 10-20 s of scoring on 2 cores, time enough to kill it
+        # half-way (the small CNN scores them in well under a second since scoring went bf16/NHWC).
+        project_id, _ = create_project(platform_, model="resnet18", draws=100, score_shard_size=1000)
         platform_.wait_for(f"/api/v1/projects/{project_id}", "status", "ready")
         started = platform_.client.post(f"/api/v1/projects/{project_id}/rounds", headers=platform_.lead)
         round_id = started.json()["id"]
