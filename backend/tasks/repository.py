@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from backend.models import (
     Annotation,
@@ -147,16 +148,42 @@ def locate_own_assignment(session: Session, assignment_id: int, annotator_id: in
     return None if row is None else (int(row[0]), int(row[1]))
 
 
-def task_rows(session: Session, query_id: int) -> tuple[Query, Example, Round, Project]:
-    """The query with its example, round and project, in one statement."""
+@dataclass(frozen=True)
+class TaskRows:
+    query: Query
+    example: Example
+    round_: Round
+    project: Project
+    answered: int  # answers in the round
+    needed: int  # answers the round needs
+    mine: int  # this annotator's answers in the round
+
+
+def task_rows(session: Session, query_id: int, annotator_id: int) -> TaskRows:
+    """The query with its example, round, project and the round's progress, in one statement."""
+    round_queries = aliased(Query)
+    answered, needed = (
+        select(func.coalesce(func.sum(column), 0))
+        .where(round_queries.round_id == Query.round_id)
+        .correlate(Query)
+        .scalar_subquery()
+        for column in (round_queries.answer_count, round_queries.required_answers)
+    )
+    mine = (
+        select(func.count(Annotation.id))
+        .join(round_queries, round_queries.id == Annotation.query_id)
+        .where(round_queries.round_id == Query.round_id, Annotation.annotator_id == annotator_id)
+        .correlate(Query)
+        .scalar_subquery()
+    )
     row = session.execute(
-        select(Query, Example, Round, Project)
+        select(Query, Example, Round, Project, answered, needed, mine)
         .join(Example, Example.id == Query.example_id)
         .join(Round, Round.id == Query.round_id)
         .join(Project, Project.id == Round.project_id)
         .where(Query.id == query_id)
     ).one()
-    return row[0], row[1], row[2], row[3]
+    return TaskRows(row[0], row[1], row[2], row[3], int(row[4]), int(row[5]), int(row[6]))
 
 
 def assignments_of_query(session: Session, query_id: int) -> list[Assignment]:
@@ -179,24 +206,6 @@ def live_leases_of_others(session: Session, query_id: int, annotator_id: int, no
         )
         or 0
     )
-
-
-def round_progress(session: Session, round_id: int, annotator_id: int) -> tuple[int, int, int]:
-    """(answers in the round, answers the round needs, this annotator's answers in the round)."""
-    mine = (
-        select(func.count(Annotation.id))
-        .join(Query, Query.id == Annotation.query_id)
-        .where(Query.round_id == round_id, Annotation.annotator_id == annotator_id)
-        .scalar_subquery()
-    )
-    answered, total, own = session.execute(
-        select(
-            func.coalesce(func.sum(Query.answer_count), 0),
-            func.coalesce(func.sum(Query.required_answers), 0),
-            mine,
-        ).where(Query.round_id == round_id)
-    ).one()
-    return int(answered), int(total), int(own or 0)
 
 
 def open_query_count(session: Session, round_id: int) -> int:

@@ -8,14 +8,13 @@ that query's row lock. On SQLite every transaction starts with BEGIN IMMEDIATE: 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from backend.auth.service import as_utc
 from backend.errors import Conflict, NotFound
-from backend.models import Assignment, AssignmentState, Example, Project, Query, Round, RoundState, User
+from backend.models import Assignment, AssignmentState, Query, Round, RoundState, User
 from backend.tasks import repository
 from backend.tasks.repository import OPEN
 
@@ -30,17 +29,6 @@ def now_utc() -> datetime:
 
 def is_live(assignment: Assignment, now: datetime) -> bool:
     return assignment.state == AssignmentState.leased and as_utc(assignment.expires_at) > now
-
-
-@dataclass(frozen=True)
-class TaskContext:
-    """Everything a task view shows, loaded once."""
-
-    assignment: Assignment
-    query: Query
-    example: Example
-    round_: Round
-    project: Project
 
 
 def next_task(
@@ -175,6 +163,6 @@ def skip(session: Session, annotator: User, assignment_id: int) -> Assignment:
     return assignment
 
 
-def task_context(session: Session, assignment: Assignment) -> TaskContext:
-    query, example, round_, project = repository.task_rows(session, assignment.query_id)
-    return TaskContext(assignment, query, example, round_, project)
+def task_view(session: Session, assignment: Assignment, annotator: User) -> repository.TaskRows:
+    """Everything a task view shows (query, example, round, project, progress), in one statement."""
+    return repository.task_rows(session, assignment.query_id, annotator.id)
