@@ -1,3 +1,4 @@
+import gc
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -68,3 +69,11 @@ def test_warming_the_pool_of_an_unreachable_database_reports_it_and_raises_nothi
         assert engine.pool.checkedin() == 0
     finally:
         engine.dispose()
+
+
+def test_the_running_app_keeps_its_start_up_objects_out_of_full_collections(
+    database_url: str, tmp_path: Path
+) -> None:
+    with TestClient(create_app(Settings(data_dir=tmp_path, database_url=database_url))):
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0  # given back to the collector when the app stops
