@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from scratch_database import scratch_database
 from sqlalchemy import insert, select
 from sqlalchemy.engine import make_url
 
@@ -325,22 +326,8 @@ def main() -> None:
     if not args.no_sqlite:
         runs.append(("SQLite (embedded default, WAL)", run(None, args)))
     for url in args.database_url:
-        base = make_url(url)
-        name = f"aqpl_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_db_engine(url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            runs.append(
-                (
-                    f"PostgreSQL {base.host}",
-                    run(base.set(database=name).render_as_string(hide_password=False), args),
-                )
-            )
-        finally:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.dispose()
+        with scratch_database(url, "aqpl_bench") as scratch_url:
+            runs.append((f"PostgreSQL {make_url(url).host}", run(scratch_url, args)))
 
     lines = [
         f"## Project API latency ({args.examples:,}-example project)",

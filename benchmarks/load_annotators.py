@@ -50,13 +50,13 @@ from typing import Any
 import httpx
 import numpy as np
 import redis
+from scratch_database import scratch_database
 from sqlalchemy import Engine, create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from backend.auth.scopes import ANNOTATE
 from backend.db import create_db_engine
-from backend.migrate import upgrade_database
 from backend.models import (
     Annotation,
     ApiToken,
@@ -125,33 +125,6 @@ class Annotator:
 
 
 # ---------------------------------------------------------------- database
-
-
-def admin_engine(server_url: str) -> Engine:
-    return create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-
-
-def create_database(server_url: str) -> tuple[str, str]:
-    """A fresh, migrated database on the server of `server_url`: (name, url)."""
-    name = f"aqpl_load_{uuid.uuid4().hex[:10]}"
-    engine = admin_engine(server_url)
-    try:
-        with engine.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        engine.dispose()
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    upgrade_database(url)
-    return name, url
-
-
-def drop_database(server_url: str, name: str) -> None:
-    engine = admin_engine(server_url)
-    try:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
 
 
 def seed(url: str, settings: Settings, config: LoadConfig) -> tuple[int, list[Annotator]]:
@@ -667,10 +640,12 @@ def main() -> int:
         seed=args.seed,
     )
     queue = f"aqpl_load_{uuid.uuid4().hex[:8]}"
-    name, url = create_database(args.server_url)
-    print(f"database {name}; seeding...", flush=True)
     problems: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="aqpl-load-") as tmp:
+    with (
+        scratch_database(args.server_url, "aqpl_load", keep=args.keep_database) as url,
+        tempfile.TemporaryDirectory(prefix="aqpl-load-") as tmp,
+    ):
+        print(f"database {make_url(url).database}; seeding...", flush=True)
         data_dir = Path(tmp)
         settings = Settings(data_dir=data_dir, database_url=url)
         engine = create_db_engine(url)
@@ -716,8 +691,6 @@ def main() -> int:
             if process is not None:
                 stop_server(process)
             engine.dispose()
-            if not args.keep_database:
-                drop_database(args.server_url, name)
             client = redis.Redis.from_url(args.redis_url)
             for key in client.scan_iter(match=f"*{queue}*"):
                 client.delete(key)

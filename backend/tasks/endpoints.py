@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 from backend.annotations import service as annotation_service
 from backend.auth.service import as_utc
 from backend.deps import Annotator, SessionDep, SettingsDep
-from backend.models import Annotation, Assignment, User
-from backend.tasks import service
+from backend.models import Annotation, Assignment
+from backend.tasks import repository, service
 from backend.tasks.schemas import (
     AnnotationCreate,
     AnnotationRead,
@@ -36,8 +36,8 @@ IdempotencyKey = Annotated[
 ]
 
 
-def task_read(session: Session, assignment: Assignment, annotator: User) -> TaskRead:
-    view = service.task_view(session, assignment, annotator)
+def task_read(session: Session, assignment: Assignment, annotator_id: int) -> TaskRead:
+    view = repository.task_rows(session, assignment.query_id, annotator_id)
     project, example, query, round_ = view.project, view.example, view.query, view.round_
     class_names = project.class_names or []
     show_class = bool(project.config.get("show_class_name", True)) and 0 <= example.label < len(class_names)
@@ -94,13 +94,13 @@ def next_task(
     assignment = service.next_task(session, user, settings.lease_seconds, project_id, exclude)
     if assignment is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    return task_read(session, assignment, user)
+    return task_read(session, assignment, user.id)
 
 
 @router.get("/{task_id}")
 def get_task(task_id: TaskId, user: Annotator, session: SessionDep) -> TaskRead:
     """One of your tasks, as `next` returned it."""
-    return task_read(session, service.get_own_assignment(session, user, task_id), user)
+    return task_read(session, service.get_own_assignment(session, user, task_id), user.id)
 
 
 @router.post("/{task_id}/annotation", status_code=status.HTTP_201_CREATED)

@@ -197,17 +197,6 @@ def assignments_of_query(session: Session, query_id: int) -> list[Assignment]:
     )
 
 
-def live_leases_of_others(session: Session, query_id: int, annotator_id: int, now: datetime) -> int:
-    return int(
-        session.scalar(
-            select(func.count(Assignment.id)).where(
-                Assignment.query_id == query_id, Assignment.annotator_id != annotator_id, _live(now)
-            )
-        )
-        or 0
-    )
-
-
 def open_query_count(session: Session, round_id: int) -> int:
     return int(
         session.scalar(

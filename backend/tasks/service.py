@@ -8,6 +8,7 @@ that query's row lock. On SQLite every transaction starts with BEGIN IMMEDIATE: 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -66,6 +67,14 @@ def next_task(
     return None
 
 
+def _live_leases_of_others(assignments: Iterable[Assignment], annotator_id: int, now: datetime) -> int:
+    return sum(
+        1
+        for assignment in assignments
+        if assignment.annotator_id != annotator_id and is_live(assignment, now)
+    )
+
+
 def _lease_if_free(
     session: Session, annotator: User, query_id: int, now: datetime, expires_at: datetime
 ) -> Assignment | None:
@@ -76,18 +85,14 @@ def _lease_if_free(
     query, round_state = locked
     if query.status != OPEN or round_state != RoundState.annotating:
         return None
-    own: Assignment | None = None
-    live_others = 0
-    for assignment in repository.assignments_of_query(session, query_id):
+    assignments = repository.assignments_of_query(session, query_id)
+    for assignment in assignments:
         if assignment.state == AssignmentState.leased and not is_live(assignment, now):
             assignment.state = AssignmentState.expired  # it stopped counting already; keep states honest
-        if assignment.annotator_id == annotator.id:
-            own = assignment
-        elif is_live(assignment, now):
-            live_others += 1
+    own = next((assignment for assignment in assignments if assignment.annotator_id == annotator.id), None)
     if own is not None and own.state in (AssignmentState.answered, AssignmentState.skipped):
         return None
-    if query.answer_count + live_others >= query.required_answers:
+    if query.answer_count + _live_leases_of_others(assignments, annotator.id, now) >= query.required_answers:
         return None
     if own is None:
         own = Assignment(query_id=query_id, annotator_id=annotator.id, expires_at=expires_at, leased_at=now)
@@ -133,10 +138,10 @@ def ensure_slot(session: Session, assignment: Assignment, query: Query, round_: 
         raise Conflict(f"the query of task {assignment.id} already has all its answers")
     if is_live(assignment, now):
         return
-    taken = query.answer_count + repository.live_leases_of_others(
-        session, query.id, assignment.annotator_id, now
+    others = _live_leases_of_others(
+        repository.assignments_of_query(session, query.id), assignment.annotator_id, now
     )
-    if taken >= query.required_answers:
+    if query.answer_count + others >= query.required_answers:
         raise Conflict(f"the lease of task {assignment.id} expired and another annotator took its place")
 
 
@@ -161,8 +166,3 @@ def skip(session: Session, annotator: User, assignment_id: int) -> Assignment:
     assignment.state = AssignmentState.skipped
     session.flush()
     return assignment
-
-
-def task_view(session: Session, assignment: Assignment, annotator: User) -> repository.TaskRows:
-    """Everything a task view shows (query, example, round, project, progress), in one statement."""
-    return repository.task_rows(session, assignment.query_id, annotator.id)
