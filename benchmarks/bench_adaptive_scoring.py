@@ -6,14 +6,19 @@ the entropies are those of a real model. Then every training example is scored:
   exact A   exact M draws, seed 2k+1        exact B   exact M draws, seed 2k+2
   adaptive B  adaptive, seed 2k+2 (pilot + early stop)   adaptive A  adaptive, seed 2k+1
 
-for k = 0 .. pairs-1; overlaps are averaged over the pairs (one pair's overlap moves by a whole
-example per side, which at B = 10 is 10 points).
+for k = 0 .. pairs-1. Each pair's selections are repeated with --tie-breaks independent
+tie-break generators per run (a selection's generator differs between runs, pairs and
+repeats), and overlaps are averaged over all of them: most deficient picks are a random draw
+from the examples tied at H = 0, so a single tie-break per run measures luck, not agreement.
+The ± is the standard deviation of the per-pair means.
 
 The AQPL selection (B highest H = "excessive", B lowest H = "deficient") of each run is
 compared with exact A's: overlap = |S ∩ S_A| / B per side. "exact B vs exact A" is the noise
 floor (two exact runs disagree too); the target is "adaptive B vs exact A" ≥ that floor.
 "adaptive A vs exact A" shares the noise, so it isolates what early stopping alone changes.
-Each selection breaks ties with its own random generator, as independent runs would.
+Adaptive selections complete the draws of early-stopped picks (strategies.select's `complete`,
+as `aqpl simulate --adaptive-scoring` does); their forward passes include that completion, per
+B. "adaptive B, not completed" shows what selecting on the stopped scores alone would give.
 
     .venv/bin/python benchmarks/bench_adaptive_scoring.py          # digits, ~4 min on 2 idle cores
     .venv/bin/python benchmarks/bench_adaptive_scoring.py --dataset mnist --path ../shared/data/mnist \
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,18 +38,26 @@ import torch
 from worker.ml.datasets import load_dataset
 from worker.ml.device import resolve_device
 from worker.ml.models import build_model, spec_for_dataset
-from worker.ml.scoring import Scores, score_examples
-from worker.ml.strategies import select
+from worker.ml.scoring import Scores, complete_draws, score_examples
+from worker.ml.strategies import Completion, select
 from worker.ml.training import TrainConfig, gnt_sigma_index, train_model
 
 
-def sides(scores: Scores, budget: int, rng_seed: int) -> tuple[set[int], set[int]]:
+def sides(
+    scores: Scores, budget: int, rng_seed: tuple[int, ...], complete: Completion | None = None
+) -> tuple[set[int], set[int], int]:
+    """AQPL's excessive and deficient picks, and the forward passes spent completing them."""
     selection = select(
-        "aqpl", scores, budget, np.zeros(len(scores.entropy), dtype=bool), np.random.default_rng(rng_seed)
+        "aqpl",
+        scores,
+        budget,
+        np.zeros(len(scores.entropy), dtype=bool),
+        np.random.default_rng(rng_seed),
+        complete=complete,
     )
     high = {int(i) for i, side in zip(selection.indices, selection.sides, strict=True) if side == "excessive"}
     low = {int(i) for i, side in zip(selection.indices, selection.sides, strict=True) if side == "deficient"}
-    return high, low
+    return high, low, selection.completion_passes
 
 
 def overlap(first: set[int], second: set[int]) -> float:
@@ -63,6 +77,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=50, help="M of exact scoring")
     parser.add_argument("--budgets", default="10,50", help="B per side, comma-separated")
     parser.add_argument("--pairs", type=int, default=5, help="seed pairs averaged over")
+    parser.add_argument("--tie-breaks", type=int, default=20, help="tie-break generators per pair and run")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -131,25 +146,62 @@ def main() -> None:
         adaptive_passes = np.mean([runs["adaptive B"].forward_passes for runs in pairs])
         print(
             f"  forward passes (mean of {args.pairs} seeds): exact {exact_passes:,.0f}  "
-            f"adaptive {adaptive_passes:,.0f}  -> {exact_passes / adaptive_passes:.2f}x fewer"
+            f"adaptive scoring {adaptive_passes:,.0f}  -> {exact_passes / adaptive_passes:.2f}x fewer"
             f"  ({np.mean(adaptive.draws_used < args.draws):.1%} of examples stopped early)"
+        )
+
+        rows = (
+            ("exact B", "exact B", None),
+            ("adaptive B", "adaptive B", 2),
+            ("adaptive A", "adaptive A", 1),
+            ("adaptive B, not completed", "adaptive B", None),
         )
         for budget in budgets:
             print(
                 f"  B = {budget}: overlap with exact A's selection, mean ± sd over {args.pairs} seed pairs"
-                "   excessive (high H) | deficient (low H)"
+                f" x {args.tie_breaks} tie-breaks   excessive (high H) | deficient (low H)"
             )
-            for index, name in enumerate(("exact B", "adaptive B", "adaptive A")):
-                overlaps = []
-                for runs in pairs:
-                    reference_high, reference_low = sides(runs["exact A"], budget, rng_seed=101)
-                    high, low = sides(runs[name], budget, rng_seed=202 + index)
-                    overlaps.append((overlap(high, reference_high), overlap(low, reference_low)))
-                mean, spread = np.mean(overlaps, axis=0), np.std(overlaps, axis=0)
+            references = {
+                (pair, repeat): sides(runs["exact A"], budget, rng_seed=(pair, repeat, 0))
+                for pair, runs in enumerate(pairs)
+                for repeat in range(args.tie_breaks)
+            }
+            completion_passes = []
+            for index, (label, run, seed_offset) in enumerate(rows, start=1):
+                pair_means = []
+                for pair, runs in enumerate(pairs):
+                    complete = (
+                        None
+                        if seed_offset is None
+                        else partial(
+                            complete_draws,
+                            model,
+                            images,
+                            sigma_indices,
+                            seed=2 * pair + seed_offset,
+                            device=device,
+                        )
+                    )
+                    overlaps = []
+                    for repeat in range(args.tie_breaks):
+                        reference_high, reference_low, _ = references[(pair, repeat)]
+                        high, low, passes = sides(
+                            runs[run], budget, rng_seed=(pair, repeat, index), complete=complete
+                        )
+                        overlaps.append((overlap(high, reference_high), overlap(low, reference_low)))
+                        if label == "adaptive B":
+                            completion_passes.append(passes)
+                    pair_means.append(np.mean(overlaps, axis=0))
+                mean, spread = np.mean(pair_means, axis=0), np.std(pair_means, axis=0)
                 print(
-                    f"    {name:<11} vs exact A      {mean[0]:6.1%} ± {spread[0]:4.1%}"
+                    f"    {label:<26} vs exact A      {mean[0]:6.1%} ± {spread[0]:4.1%}"
                     f"   | {mean[1]:6.1%} ± {spread[1]:4.1%}"
                 )
+            total = adaptive_passes + np.mean(completion_passes)
+            print(
+                f"    forward passes, adaptive B with its completion: {total:,.0f} "
+                f"(completion {np.mean(completion_passes):,.0f}) -> {exact_passes / total:.2f}x fewer"
+            )
 
 
 if __name__ == "__main__":

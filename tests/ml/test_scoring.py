@@ -16,12 +16,14 @@ from worker.ml.scoring import (
     NOISE_BLOCK_EXAMPLES,
     AdaptiveConfig,
     Scores,
+    complete_draws,
     example_noise,
     histogram_entropy,
     merge_scores,
     score_examples,
     softmax_entropy,
 )
+from worker.ml.strategies import Selection, select
 from worker.ml.training import TrainConfig, train_model
 
 CPU = torch.device("cpu")
@@ -171,6 +173,104 @@ def test_later_stages_stop_nearly_unanimous_examples() -> None:
     assert adaptive.forward_passes == int(adaptive.draws_used.sum()) < exact.forward_passes
     finished = adaptive.draws_used == 50
     assert np.array_equal(adaptive.entropy[finished], exact.entropy[finished])
+
+
+def test_completing_draws_gives_those_examples_their_exact_scores() -> None:
+    images = _constant_images([0.8] * 40)  # mostly right at σ 0.9, sometimes not (see above)
+    sigma_indices = np.full(40, 90)
+    exact = score_examples(MeanBrightness(), images, sigma_indices, draws=50, seed=1, device=CPU)
+    adaptive = score_examples(
+        MeanBrightness(), images, sigma_indices, draws=50, seed=1, device=CPU, adaptive=True
+    )
+    assert adaptive.draws_used is not None and adaptive.class_counts is not None
+    stopped = np.flatnonzero(adaptive.stopped_early())
+    chosen = stopped[::2]
+    finished = np.flatnonzero(~adaptive.stopped_early())[:1]  # already complete: nothing to do
+    completed = complete_draws(
+        MeanBrightness(),
+        images,
+        sigma_indices,
+        adaptive,
+        np.concatenate([chosen, finished]),
+        seed=1,
+        device=CPU,
+    )
+    assert completed.draws_used is not None and completed.class_counts is not None
+    assert exact.class_counts is not None
+    assert completed.draws_used[chosen].tolist() == [50] * len(chosen)
+    assert np.array_equal(completed.entropy[chosen], exact.entropy[chosen])
+    assert np.array_equal(completed.class_counts[chosen], exact.class_counts[chosen])
+    np.testing.assert_allclose(
+        completed.noise_uncertainty[chosen], exact.noise_uncertainty[chosen], rtol=1e-6
+    )
+    assert exact.entropy[chosen].max() > 0  # some pilot-unanimous example disagrees later: not trivial
+    untouched = np.setdiff1d(np.arange(40), chosen)
+    assert np.array_equal(completed.entropy[untouched], adaptive.entropy[untouched])
+    assert np.array_equal(completed.draws_used[untouched], adaptive.draws_used[untouched])
+    extra = int((50 - adaptive.draws_used[chosen]).sum())
+    assert completed.forward_passes == adaptive.forward_passes + extra
+    assert (
+        complete_draws(MeanBrightness(), images, sigma_indices, adaptive, finished, seed=1, device=CPU)
+        is adaptive
+    )
+
+
+def test_completing_draws_at_the_default_precision_matches_exact_scoring() -> None:
+    model, images, sigma_indices = _random_model_and_images(count=3 * NOISE_BLOCK_EXAMPLES + 5)
+    sigma_indices[:] = 15  # low enough that many random-model predictions stay unanimous on the pilot
+    exact = score_examples(model, images, sigma_indices, draws=30, seed=2, device=CPU)
+    adaptive = score_examples(model, images, sigma_indices, draws=30, seed=2, device=CPU, adaptive=True)
+    stopped = np.flatnonzero(adaptive.stopped_early())
+    assert stopped.size > 10
+    completed = complete_draws(model, images, sigma_indices, adaptive, stopped, seed=2, device=CPU)
+    assert np.array_equal(completed.entropy, exact.entropy)
+    assert completed.forward_passes == exact.forward_passes
+
+
+def test_completing_needs_scores_that_record_their_draws() -> None:
+    images = _constant_images([0.8] * 4)
+    recorded = score_examples(MeanBrightness(), images, np.full(4, 50), draws=10, seed=0, device=CPU)
+    bare = Scores(recorded.entropy, recorded.clean_uncertainty, recorded.noise_uncertainty, 40)
+    with pytest.raises(ValueError, match="do not record their draws"):
+        complete_draws(MeanBrightness(), images, np.full(4, 50), bare, [0], seed=0, device=CPU)
+    with pytest.raises(ValueError, match="scores cover 4 examples, images 3"):
+        complete_draws(MeanBrightness(), images[:3], np.full(3, 50), recorded, [0], seed=0, device=CPU)
+
+
+def test_adaptive_selection_with_completion_picks_what_exact_scoring_picks() -> None:
+    # Brightness 0.55..0.9 at σ 0.5: the brightest are unanimous on 50 draws, many are unanimous
+    # on a pilot of 8 but not on 50, the dimmest are uncertain.
+    images = _constant_images(list(np.linspace(0.55, 0.9, 120)))
+    sigma_indices = np.full(120, 50)
+    exact = score_examples(MeanBrightness(), images, sigma_indices, draws=50, seed=6, device=CPU)
+    adaptive = score_examples(
+        MeanBrightness(), images, sigma_indices, draws=50, seed=6, device=CPU, adaptive=True
+    )
+    pilot_only = (adaptive.entropy == 0) & (exact.entropy > 0)
+    assert pilot_only.sum() > 20 and (exact.entropy == 0).sum() > 20
+
+    def complete(scores: Scores, examples: np.ndarray) -> Scores:
+        return complete_draws(MeanBrightness(), images, sigma_indices, scores, examples, seed=6, device=CPU)
+
+    def side(selection: Selection, name: str) -> list[int]:
+        return [int(i) for i, s in zip(selection.indices, selection.sides, strict=True) if s == name]
+
+    none_queried = np.zeros(120, dtype=bool)
+    uncompleted_differs = False
+    for rng_seed in range(5):
+        expected = select("aqpl", exact, 10, none_queried, np.random.default_rng(rng_seed))
+        chosen = select(
+            "aqpl", adaptive, 10, none_queried, np.random.default_rng(rng_seed), complete=complete
+        )
+        assert side(chosen, "deficient") == side(expected, "deficient")
+        # The excessive side can only miss examples whose pilot was unanimous by chance (the bound).
+        missed = set(side(expected, "excessive")) - set(side(chosen, "excessive"))
+        assert len(missed) <= 2 and all(adaptive.stopped_early()[i] for i in missed)
+        assert chosen.completion_passes > 0
+        uncompleted = select("aqpl", adaptive, 10, none_queried, np.random.default_rng(rng_seed))
+        assert uncompleted.completion_passes == 0
+        uncompleted_differs |= side(uncompleted, "deficient") != side(expected, "deficient")
+    assert uncompleted_differs  # without completion, pilot-only zeros get picked as deficient
 
 
 def test_clean_uncertainty_is_the_entropy_of_the_clean_softmax() -> None:

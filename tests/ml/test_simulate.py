@@ -216,3 +216,34 @@ def test_run_simulation_is_deterministic_on_cpu(tiny_npz: Path) -> None:
     assert first == second
     # Two chains (random, and aqpl for AQPL-GNT) ask 2B = 4 each; an example both pick is asked once.
     assert 4 <= first["per_seed"][0]["oracle"]["examples_answered"] <= 8
+
+
+def test_adaptive_scoring_spends_fewer_passes_and_completes_its_picks(tiny_npz: Path) -> None:
+    from worker.ml.simulate import SimulationConfig, run_simulation
+
+    def passes(adaptive: bool) -> dict[str, int]:
+        config = SimulationConfig(
+            dataset_format="npz",
+            dataset_path=tiny_npz,
+            methods=("gnt",),
+            strategies=("aqpl",),
+            rounds=2,
+            budget=3,
+            draws=20,  # above the pilot of 8, so adaptive scoring can stop early
+            adaptive_scoring=adaptive,
+            epochs=1,
+            reference_epochs=1,
+            finetune_epochs=1,
+            batch_size=16,
+            oracle_draws=4,
+            corruption_names=("brightness",),
+            device="cpu",
+        )
+        counted: dict[str, int] = run_simulation(config, progress=False)["per_seed"][0]["forward_passes"]
+        return counted
+
+    exact, adaptive = passes(False), passes(True)
+    assert exact == {"scoring": 2 * 60 * 20, "completion": 0}  # two rounds, 60 examples, M = 20
+    assert adaptive["scoring"] < exact["scoring"]
+    assert adaptive["completion"] > 0  # some pick had stopped on its pilot and was drawn to M
+    assert adaptive["scoring"] + adaptive["completion"] < exact["scoring"]

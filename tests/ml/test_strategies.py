@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -94,3 +96,48 @@ def test_zero_budget_and_bad_arguments() -> None:
         select("aqpl", scores, 1, _none_queried(3), np.random.default_rng(0))
     with pytest.raises(ValueError, match="budget"):
         select("aqpl", scores, -1, _none_queried(2), np.random.default_rng(0))
+
+
+def test_early_stopped_picks_are_completed_and_the_choice_made_again() -> None:
+    # Examples 0 and 1 stopped unanimous after a pilot of 8 (H 0); on all 50 draws example 0
+    # turns out mixed (H 0.5) and example 1 stays unanimous. Example 4 stopped at 19 of 20
+    # (H 0.2) but is never picked, so it is never completed.
+    full_draw_entropy = {0: 0.5, 1: 0.0, 4: 0.1}
+    stopped = Scores(
+        entropy=np.array([0.0, 0.0, 0.3, 0.6, 0.2]),
+        clean_uncertainty=np.array([0.9, 0.8, 0.1, 0.2, 0.3]),
+        noise_uncertainty=np.array([0.0, 0.0, 0.3, 0.6, 0.2]),
+        forward_passes=8 + 8 + 50 + 50 + 20,
+        draws_used=np.array([8, 8, 50, 50, 20]),
+        draws=50,
+    )
+    completed: list[int] = []
+
+    def complete(scores: Scores, examples: np.ndarray) -> Scores:
+        """What complete_draws does, with the full-draw entropies known in advance."""
+        assert scores.draws_used is not None
+        entropy, draws_used = scores.entropy.copy(), scores.draws_used.copy()
+        for example in examples.tolist():
+            entropy[example] = full_draw_entropy[example]
+            draws_used[example] = 50
+            completed.append(example)
+        passes = scores.forward_passes + 42 * len(examples)
+        return replace(scores, entropy=entropy, forward_passes=passes, draws_used=draws_used)
+
+    for seed in range(6):
+        completed.clear()
+        selection = select(
+            "aqpl", stopped, 1, _none_queried(5), np.random.default_rng(seed), complete=complete
+        )
+        assert selection.indices.tolist() == [3, 1]  # example 0 is not deficient after all
+        assert 4 not in completed and set(completed) <= {0, 1}
+        assert selection.completion_passes == 42 * len(completed)
+    without = [
+        select("aqpl", stopped, 1, _none_queried(5), np.random.default_rng(seed)).indices[1]
+        for seed in range(6)
+    ]
+    assert set(without) == {0, 1}  # a random pick among the pilot zeros
+    clean = select(
+        "clean_uncertainty", stopped, 1, _none_queried(5), np.random.default_rng(0), complete=complete
+    )
+    assert clean.indices.tolist() == [0, 1] and clean.completion_passes == 0  # clean scores draw no noise

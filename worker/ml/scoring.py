@@ -20,8 +20,10 @@ all others together to do so, so
     P(stop early) <= Σ_stages [P(Bin(n, q) >= n - r) + P(Bin(n, 1 - q) >= n - r)]
 (AdaptiveConfig.early_stop_bound): 0.8 % at q = 0.5 (H >= ln 2), 1.8 % at q = 0.6, 6.8 % at
 q = 0.7 — the uncertain end that AQPL sends to the oracle as "excessive" is rarely cut short.
-Examples that do stop have q near 1, whose exact H is near 0 as well, where AQPL's
-"deficient" side is a tie broken at random anyway.
+Examples that do stop have q near 1, whose exact H is near 0 as well. They would still skew
+AQPL's "deficient" side, a random pick among the many examples at H = 0: unanimous on 8
+draws is a larger pool than unanimous on 50. So a selection made on adaptive scores completes
+its picks (`complete_draws`, called by strategies.select) until every pick has all M draws.
 """
 
 from __future__ import annotations
@@ -91,6 +93,17 @@ class Scores:
     noise_uncertainty: npt.NDArray[np.float64]  # mean softmax entropy over the noisy copies, nats
     forward_passes: int  # noisy images classified (clean passes are not counted)
     draws_used: npt.NDArray[np.int64] | None = None  # noisy copies per example (< M where adaptive stopped)
+    draws: int | None = None  # M, the copies asked for per example
+    class_counts: npt.NDArray[np.int64] | None = (
+        None  # (examples, classes): predicted class of the copies drawn
+    )
+
+    def stopped_early(self) -> npt.NDArray[np.bool_]:
+        """Per example: adaptive scoring drew fewer than M copies (all False where draws are not recorded)."""
+        if self.draws_used is None or self.draws is None:
+            return np.zeros(len(self.entropy), dtype=bool)
+        stopped: npt.NDArray[np.bool_] = self.draws_used < self.draws
+        return stopped
 
 
 def histogram_entropy(counts: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -113,16 +126,28 @@ def merge_scores(parts: Sequence[Scores]) -> Scores:
     """Concatenate the Scores of consecutive shards (start/stop ranges in order)."""
     if not parts:
         raise ValueError("no Scores to merge")
-    draws = [p.draws_used for p in parts]
+    draws_used = [p.draws_used for p in parts]
+    counts = [p.class_counts for p in parts]
+    requested = {p.draws for p in parts}
     return Scores(
         entropy=np.concatenate([p.entropy for p in parts]),
         clean_uncertainty=np.concatenate([p.clean_uncertainty for p in parts]),
         noise_uncertainty=np.concatenate([p.noise_uncertainty for p in parts]),
         forward_passes=sum(p.forward_passes for p in parts),
         draws_used=None
-        if any(d is None for d in draws)
-        else np.concatenate([d for d in draws if d is not None]),
+        if any(d is None for d in draws_used)
+        else np.concatenate([d for d in draws_used if d is not None]),
+        draws=requested.pop() if len(requested) == 1 else None,
+        class_counts=None
+        if any(c is None for c in counts)
+        else np.concatenate(_widen([c for c in counts if c is not None])),
     )
+
+
+def _widen(counts: Sequence[npt.NDArray[np.int64]]) -> list[npt.NDArray[np.int64]]:
+    """Class-count arrays padded with zero columns to the widest (a shard sees only classes it predicted)."""
+    width = max(c.shape[1] for c in counts)
+    return [np.pad(c, ((0, 0), (0, width - c.shape[1]))) for c in counts]
 
 
 def _unit_noise(
@@ -159,25 +184,58 @@ def example_noise(
     return _block_noise(seed, block, 0, draws, image_shape, generator)[:, row]
 
 
+@dataclass(frozen=True)
+class _ComputeSettings:
+    use_bf16: bool
+    channels_last: bool
+    batch_size: int
+
+    @classmethod
+    def resolve(
+        cls,
+        device: torch.device,
+        batch_size: int | None,
+        mixed_precision: bool | None,
+        channels_last: bool | None,
+    ) -> _ComputeSettings:
+        fast_path = uses_cuda_fast_path(device)
+        # ---- bf16 autocast: CUDA, and CPUs with native bf16 (~2-3x faster convs); fp32 elsewhere ----
+        return cls(
+            use_bf16=(fast_path or cpu_has_fast_bf16()) if mixed_precision is None else mixed_precision,
+            channels_last=True if channels_last is None else channels_last,
+            batch_size=batch_size or (DEFAULT_CUDA_BATCH if fast_path else DEFAULT_CPU_BATCH),
+        )
+
+
+@contextmanager
+def _prepared(model: nn.Module, device: torch.device, settings: _ComputeSettings) -> Iterator[None]:
+    """The model on `device`, in eval mode and the settings' layout (restored on exit)."""
+    # Weights moved or re-laid-out under inference mode would become inference tensors that
+    # later training cannot use: prepare the model with autograd-capable tensors.
+    with torch.inference_mode(False):
+        model.to(device)
+    model.eval()
+    with _memory_format(model, torch.channels_last if settings.channels_last else None):
+        yield
+
+
 class _BatchedClassifier:
     """Collects noisy images and classifies them in full batches; records results per (example, draw)."""
 
     def __init__(
         self,
         model: nn.Module,
-        batch_size: int,
+        settings: _ComputeSettings,
         predictions: torch.Tensor,
         entropies: torch.Tensor,
-        use_bf16: bool,
-        channels_last: bool,
         progress: Callable[[int], None],
     ) -> None:
         self.model = model
-        self.batch_size = batch_size
+        self.batch_size = settings.batch_size
         self.predictions = predictions  # (n, M) int32, -1 = not drawn
         self.entropies = entropies  # (n, M) float32
-        self.use_bf16 = use_bf16
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.use_bf16 = settings.use_bf16
+        self.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
         self.progress = progress
         self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.pending_count = 0
@@ -255,23 +313,13 @@ def score_examples(
         raise ValueError(f"shard [{start}, {stop}) is not inside the {num_examples} examples")
     if draws < 1:
         raise ValueError(f"draws must be >= 1, got {draws}")
-    fast_path = uses_cuda_fast_path(device)
-    # ---- bf16 autocast: CUDA, and CPUs with native bf16 (~2-3x faster convs); fp32 elsewhere ----
-    use_bf16 = (fast_path or cpu_has_fast_bf16()) if mixed_precision is None else mixed_precision
-    use_channels_last = True if channels_last is None else channels_last
-    batch_size = batch_size or (DEFAULT_CUDA_BATCH if fast_path else DEFAULT_CPU_BATCH)
+    settings = _ComputeSettings.resolve(device, batch_size, mixed_precision, channels_last)
     stages = (
         [stage for stage in (adaptive_config or AdaptiveConfig()).stages if stage[0] < draws]
         if adaptive
         else []
     )
-
-    # Weights moved or re-laid-out under inference mode would become inference tensors that
-    # later training cannot use: prepare the model with autograd-capable tensors.
-    with torch.inference_mode(False):
-        model.to(device)
-    model.eval()
-    with _memory_format(model, torch.channels_last if use_channels_last else None):
+    with _prepared(model, device, settings):
         return _score(
             model,
             images_uint8_nhwc,
@@ -279,14 +327,91 @@ def score_examples(
             draws=draws,
             seed=seed,
             device=device,
-            batch_size=batch_size,
+            settings=settings,
             stages=stages,
             progress=progress,
             start=start,
             stop=stop,
-            use_bf16=use_bf16,
-            use_channels_last=use_channels_last,
         )
+
+
+@torch.inference_mode()
+def complete_draws(
+    model: nn.Module,
+    images_uint8_nhwc: npt.NDArray[np.uint8],
+    sigma_indices: npt.NDArray[np.integer],
+    scores: Scores,
+    examples: npt.ArrayLike,
+    *,
+    seed: int,
+    device: torch.device,
+    batch_size: int | None = None,
+    mixed_precision: bool | None = None,
+    channels_last: bool | None = None,
+) -> Scores:
+    """`scores` of adaptive scoring with `examples` drawn on to all M copies each.
+
+    Pass what the scores were made with (model, images, levels, seed, precision). The extra
+    copies are the ones exact scoring draws (noise depends only on seed, example and draw), so
+    a completed example's H, class counts and noise-uncertainty are exact scoring's. Returns a
+    new Scores; forward_passes includes the extra copies.
+    """
+    if scores.draws is None or scores.draws_used is None or scores.class_counts is None:
+        raise ValueError("these scores do not record their draws; complete only score_examples' own results")
+    if len(scores.entropy) != len(images_uint8_nhwc):
+        raise ValueError(f"scores cover {len(scores.entropy)} examples, images {len(images_uint8_nhwc)}")
+    chosen = np.unique(np.asarray(examples, dtype=np.int64))
+    pending = chosen[scores.draws_used[chosen] < scores.draws]
+    if pending.size == 0:
+        return scores
+    settings = _ComputeSettings.resolve(device, batch_size, mixed_precision, channels_last)
+    count, draws = len(images_uint8_nhwc), scores.draws
+    predictions = torch.full((count, draws), -1, dtype=torch.int32, device=device)
+    entropies = torch.zeros((count, draws), dtype=torch.float32, device=device)
+    with _prepared(model, device, settings):
+        classifier = _BatchedClassifier(model, settings, predictions, entropies, lambda _: None)
+        images = torch.from_numpy(np.ascontiguousarray(images_uint8_nhwc)).to(device)
+        sigmas = torch.from_numpy(sigmas_of_indices(np.asarray(sigma_indices))).to(device)
+        height, width, channels = images_uint8_nhwc.shape[1:]
+        generator = torch.Generator(device=device)
+        for drawn in np.unique(scores.draws_used[pending]):
+            active = np.zeros(count, dtype=bool)
+            active[pending[scores.draws_used[pending] == drawn]] = True
+            _draw_phase(
+                classifier,
+                images,
+                sigmas,
+                torch.from_numpy(active).to(device),
+                0,
+                int(drawn),
+                draws,
+                seed,
+                (int(channels), int(height), int(width)),
+                generator,
+            )
+        classifier.finish()
+    new_counts = _class_counts(predictions[torch.from_numpy(pending).to(device)]).cpu().numpy()
+    class_counts, new_counts = _widen([scores.class_counts, new_counts])
+    class_counts = class_counts.copy()
+    class_counts[pending] += new_counts
+    new_entropy_sums = entropies.double().sum(dim=1).cpu().numpy()[pending]
+    noise_uncertainty = scores.noise_uncertainty.copy()
+    noise_uncertainty[pending] = (
+        noise_uncertainty[pending] * scores.draws_used[pending] + new_entropy_sums
+    ) / draws
+    entropy = scores.entropy.copy()
+    entropy[pending] = histogram_entropy(class_counts[pending])
+    draws_used = scores.draws_used.copy()
+    draws_used[pending] = draws
+    return Scores(
+        entropy=entropy,
+        clean_uncertainty=scores.clean_uncertainty,
+        noise_uncertainty=noise_uncertainty,
+        forward_passes=scores.forward_passes + classifier.classified,
+        draws_used=draws_used,
+        draws=draws,
+        class_counts=class_counts,
+    )
 
 
 @contextmanager
@@ -316,19 +441,25 @@ def _score(
     draws: int,
     seed: int,
     device: torch.device,
-    batch_size: int,
+    settings: _ComputeSettings,
     stages: list[tuple[int, int]],
     progress: Progress | None,
     start: int,
     stop: int,
-    use_bf16: bool,
-    use_channels_last: bool,
 ) -> Scores:
 
     shard_size = stop - start
     if shard_size == 0:
         empty = np.zeros(0, dtype=np.float64)
-        return Scores(empty, empty.copy(), empty.copy(), 0, np.zeros(0, dtype=np.int64))
+        return Scores(
+            empty,
+            empty.copy(),
+            empty.copy(),
+            0,
+            np.zeros(0, dtype=np.int64),
+            draws,
+            np.zeros((0, 1), dtype=np.int64),
+        )
     images = torch.from_numpy(np.ascontiguousarray(images_uint8_nhwc[start:stop])).to(device)
     sigmas = torch.from_numpy(sigmas_of_indices(np.asarray(sigma_indices)[start:stop])).to(device)
     height, width, channels = images_uint8_nhwc.shape[1:]
@@ -345,9 +476,7 @@ def _score(
         if progress is not None:
             progress(done, planned)
 
-    classifier = _BatchedClassifier(
-        model, batch_size, predictions, entropies, use_bf16, use_channels_last, advance
-    )
+    classifier = _BatchedClassifier(model, settings, predictions, entropies, advance)
     generator = torch.Generator(device=device)
     active = torch.ones(shard_size, dtype=torch.bool, device=device)
     drawn_so_far = 0
@@ -363,7 +492,7 @@ def _score(
     _draw_phase(classifier, images, sigmas, active, start, drawn_so_far, draws, seed, image_shape, generator)
     classifier.finish()
 
-    clean = _clean_uncertainty(model, images, batch_size, use_bf16, use_channels_last)
+    clean = _clean_uncertainty(model, images, settings)
     draws_used = (predictions >= 0).sum(dim=1)
     counts = _class_counts(predictions)
     noise_uncertainty = entropies.double().sum(dim=1) / draws_used.clamp(min=1).double()
@@ -373,6 +502,8 @@ def _score(
         noise_uncertainty=noise_uncertainty.cpu().numpy(),
         forward_passes=classifier.classified,
         draws_used=draws_used.cpu().numpy().astype(np.int64),
+        draws=draws,
+        class_counts=counts.cpu().numpy(),
     )
 
 
@@ -427,14 +558,12 @@ def _draw_phase(
         )
 
 
-def _clean_uncertainty(
-    model: nn.Module, images: torch.Tensor, batch_size: int, use_bf16: bool, channels_last: bool
-) -> torch.Tensor:
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+def _clean_uncertainty(model: nn.Module, images: torch.Tensor, settings: _ComputeSettings) -> torch.Tensor:
+    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     results = []
-    for begin in range(0, len(images), batch_size):
-        batch = images[begin : begin + batch_size].permute(0, 3, 1, 2).float().div_(255.0)
-        with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+    for begin in range(0, len(images), settings.batch_size):
+        batch = images[begin : begin + settings.batch_size].permute(0, 3, 1, 2).float().div_(255.0)
+        with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16, enabled=settings.use_bf16):
             logits = model(batch.contiguous(memory_format=memory_format))
         results.append(softmax_entropy(logits))
     return torch.cat(results) if results else torch.zeros(0, device=images.device)

@@ -42,8 +42,8 @@ from worker.ml.device import resolve_device
 from worker.ml.evaluation import evaluate
 from worker.ml.models import ModelSpec, build_model, spec_for_dataset
 from worker.ml.oracle import DEFAULT_DRAWS, DEFAULT_THRESHOLD, SimulatedOracle, train_reference_classifier
-from worker.ml.scoring import Scores, score_examples
-from worker.ml.strategies import STRATEGY_NAMES, select
+from worker.ml.scoring import Scores, complete_draws, score_examples
+from worker.ml.strategies import STRATEGY_NAMES, Completion, select
 from worker.ml.training import (
     METHODS,
     CATConfig,
@@ -178,6 +178,9 @@ class _SeedContext:
     timer: _Timer
     show_progress: bool
     advance: Callable[[str], None]
+    # Noisy images classified: "scoring" by score_examples, "completion" by select() completing
+    # early-stopped picks of adaptive scoring.
+    forward_passes: dict[str, int] = field(default_factory=lambda: {"scoring": 0, "completion": 0})
 
 
 @dataclass
@@ -279,16 +282,42 @@ def _score(context: _SeedContext, chain: _QueryChain, round_index: int, draws: i
         context.timer("score"),
         _task_bar(f"score round {round_index + 1}", context.show_progress) as progress,
     ):
-        return score_examples(
+        scores = score_examples(
             chain.model,
             context.dataset.x_train,
             chain.sigma_indices,
             draws=draws,
-            seed=derived_seed(context.seed, chain.start, "score", round_index),
+            seed=_scoring_seed(context, chain, round_index),
             device=context.device,
             adaptive=context.config.adaptive_scoring,
             progress=progress,
         )
+    context.forward_passes["scoring"] += scores.forward_passes
+    return scores
+
+
+def _scoring_seed(context: _SeedContext, chain: _QueryChain, round_index: int) -> int:
+    return derived_seed(context.seed, chain.start, "score", round_index)
+
+
+def _completion(context: _SeedContext, chain: _QueryChain, round_index: int) -> Completion | None:
+    """Adaptive scores: how select() draws the rest of an early-stopped pick's copies (None: exact scores)."""
+    if not context.config.adaptive_scoring:
+        return None
+
+    def complete(scores: Scores, examples: npt.NDArray[np.int64]) -> Scores:
+        with context.timer("score"):
+            return complete_draws(
+                chain.model,
+                context.dataset.x_train,
+                chain.sigma_indices,
+                scores,
+                examples,
+                seed=_scoring_seed(context, chain, round_index),
+                device=context.device,
+            )
+
+    return complete
 
 
 def _run_round(context: _SeedContext, chain: _QueryChain, round_index: int, scores: Scores) -> None:
@@ -297,7 +326,15 @@ def _run_round(context: _SeedContext, chain: _QueryChain, round_index: int, scor
     rng = np.random.default_rng(
         derived_seed(context.seed, chain.start, chain.strategy, "select", round_index)
     )
-    selection = select(chain.strategy, scores, config.budget, chain.queried, rng)
+    selection = select(
+        chain.strategy,
+        scores,
+        config.budget,
+        chain.queried,
+        rng,
+        complete=_completion(context, chain, round_index),
+    )
+    context.forward_passes["completion"] += selection.completion_passes
     indices = np.asarray(selection.indices, dtype=np.int64)
     if indices.size:
         with context.timer("oracle"):
@@ -403,6 +440,7 @@ def _simulate_seed(context: _SeedContext) -> dict[str, Any]:
         "methods": methods,
         "curves": {strategy: chains[(CURVE_START, strategy)].points for strategy in config.strategies},
         "oracle": context.oracle.summary(),
+        "forward_passes": dict(context.forward_passes),
     }
 
 
