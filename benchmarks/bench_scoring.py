@@ -6,6 +6,9 @@ Both are timed on the same model and the same images; the variants take turns, `
 rounds, and each keeps its best round (the machine may be shared: turns spread the noise).
 Throughput is in noisy images classified per second; images are random uint8 pixels
 (throughput does not depend on content) and the model is untrained.
+On the CPU an int8 variant (score_examples(int8=True)) is timed from its first classified
+batch to its last, i.e. after it has quantized and compiled its copy of the model; that fixed
+cost per call is printed on its own.
 
     .venv/bin/python benchmarks/bench_scoring.py                        # CPU-sized default (< 2 min)
     .venv/bin/python benchmarks/bench_scoring.py --device cuda --model resnet18 --examples 20000
@@ -53,9 +56,24 @@ def naive_scores(
     return entropies
 
 
-def best_rates(
-    runs: dict[str, Callable[[], int]], repeats: int, device: torch.device
-) -> dict[str, tuple[float, float]]:
+# A timed run: (noisy images classified, wall-clock seconds, CPU seconds of this process).
+Timed = Callable[[], tuple[int, float, float]]
+
+
+def whole_call(run: Callable[[], int], device: torch.device) -> Timed:
+    def timed() -> tuple[int, float, float]:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        wall, cpu = time.perf_counter(), time.process_time()
+        images = run()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return images, time.perf_counter() - wall, time.process_time() - cpu
+
+    return timed
+
+
+def best_rates(runs: dict[str, Timed], repeats: int) -> dict[str, tuple[float, float]]:
     """Highest images/s of each run over `repeats` rounds in turns (after one untimed warm-up each):
     (per wall-clock second, per CPU second of this process). On a shared machine the second is
     the steadier measure of the work each variant needs."""
@@ -64,13 +82,7 @@ def best_rates(
     best = dict.fromkeys(runs, (0.0, 0.0))
     for _ in range(repeats):
         for name, run in runs.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            wall, cpu = time.perf_counter(), time.process_time()
-            images = run()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            images, wall, cpu = run()
             best[name] = (max(best[name][0], images / wall), max(best[name][1], images / max(cpu, 1e-9)))
     return best
 
@@ -112,13 +124,32 @@ def bench(
         naive_scores(model, images[:naive_count], sigma_indices[:naive_count] / 100.0, draws, 1, device)
         return naive_count * draws
 
+    int8_fixed_seconds: list[float] = []
+
+    def int8_after_compiling() -> tuple[int, float, float]:
+        marks: list[tuple[int, float, float]] = []
+        started = time.perf_counter()
+
+        def progress(done: int, planned: int) -> None:
+            marks.append((done, time.perf_counter(), time.process_time()))
+
+        score_examples(
+            model, images, sigma_indices, draws=draws, seed=1, device=device, int8=True, progress=progress
+        )
+        (first_done, first_wall, first_cpu), (done, wall, cpu) = marks[0], marks[-1]
+        batch_seconds = (wall - first_wall) / max(len(marks) - 1, 1)
+        int8_fixed_seconds.append(first_wall - started - batch_seconds)
+        return done - first_done, wall - first_wall, cpu - first_cpu
+
     runs = {
-        "engine": engine_variant(None, None),
-        "fp32_cl": engine_variant(False, True),
-        "fp32": engine_variant(False, False),
-        "naive": naive,
+        "engine": whole_call(engine_variant(None, None), device),
+        "fp32_cl": whole_call(engine_variant(False, True), device),
+        "fp32": whole_call(engine_variant(False, False), device),
+        "naive": whole_call(naive, device),
     }
-    rates = best_rates(runs, repeats, device)
+    if device.type == "cpu":
+        runs["int8"] = int8_after_compiling
+    rates = best_rates(runs, repeats)
     height, width, channels = SHAPES[model_name]
     print(f"\n{model_name} on {height}x{width}x{channels}, {count} examples x {draws} draws, device {device}")
     print(f"  {'noisy images per':<30}{'wall-clock s':>14}{'CPU s':>12}")
@@ -126,13 +157,21 @@ def bench(
         "engine": "engine (defaults)",
         "fp32_cl": "engine (fp32, channels-last)",
         "fp32": "engine (fp32, NCHW)",
+        "int8": "engine (int8)",
         "naive": f"naive ({naive_count} examples)",
     }
+    labels = {name: label for name, label in labels.items() if name in rates}
     for name, label in labels.items():
         print(f"  {label:<30}{rates[name][0]:14,.0f}{rates[name][1]:12,.0f}")
-    for name in ("engine", "fp32_cl", "fp32"):
+    for name in [name for name in labels if name != "naive"]:
         wall_ratio, cpu_ratio = (rates[name][k] / rates["naive"][k] for k in (0, 1))
         print(f"  {labels[name] + ' / naive':<38}{wall_ratio:6.2f}x{cpu_ratio:11.2f}x")
+    if int8_fixed_seconds:
+        print(
+            "  int8: quantizing + compiling before the first batch took "
+            f"{int8_fixed_seconds[0]:.1f} s on the first call, "
+            f"{min(int8_fixed_seconds[1:]):.1f} s at best later (inductor's cache warm)"
+        )
     engine_rate = rates["engine"][0]
     if device.type == "cuda" and model_name == "resnet18":
         seconds = 50_000 * 50 / engine_rate
