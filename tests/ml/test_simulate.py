@@ -152,6 +152,7 @@ def test_simulate_without_curves_writes_no_plots(tiny_npz: Path, tmp_path: Path)
         (["--seeds", "a,b"], "expected a count"),
         (["--corruptions", "fog,rain"], "unknown 'rain'"),
         (["--methods", "", "--strategies", ""], "nothing to simulate"),
+        (["--int8-scoring", "--adaptive-scoring"], "int8 scoring and adaptive scoring cannot be combined"),
     ],
 )
 def test_simulate_rejects_bad_input_with_a_clear_message(
@@ -182,8 +183,8 @@ def test_command_defaults_match_the_simulation_config() -> None:
     config = SimulationConfig()
     options = inspect.signature(simulate).parameters
     for name in (
-        "model", "rounds", "budget", "draws", "adaptive_scoring", "data_seed", "device", "epochs",
-        "reference_epochs", "finetune_epochs", "lr", "finetune_lr", "batch_size", "gnt_sigma_index",
+        "model", "rounds", "budget", "draws", "adaptive_scoring", "int8_scoring", "data_seed", "device",
+        "epochs", "reference_epochs", "finetune_epochs", "lr", "finetune_lr", "batch_size", "gnt_sigma_index",
         "oracle_threshold", "oracle_draws", "train_limit", "test_limit",
     ):  # fmt: skip
         assert options[name].default == getattr(config, name), name
@@ -247,3 +248,21 @@ def test_adaptive_scoring_spends_fewer_passes_and_completes_its_picks(tiny_npz: 
     assert adaptive["scoring"] < exact["scoring"]
     assert adaptive["completion"] > 0  # some pick had stopped on its pilot and was drawn to M
     assert adaptive["scoring"] + adaptive["completion"] < exact["scoring"]
+
+
+def test_simulate_with_int8_scoring(tiny_npz: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = [a for a in QUICK]
+    args[args.index("--seeds") + 1] = "1"
+    args[args.index("--rounds") + 1] = "1"
+    result = _invoke(
+        "--dataset", f"npz:{tiny_npz}", "--out", str(out), "--methods", "gnt,aqpl-gnt",
+        "--strategies", "aqpl", "--int8-scoring", *args,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["int8_scoring"] is True
+    seed = results["per_seed"][0]
+    assert seed["forward_passes"]["scoring"] == 60 * 4  # one round, 60 examples, M = 4
+    assert 0.0 <= results["methods"]["aqpl-gnt"]["gaussian"] <= 1.0
+    assert seed["oracle"]["examples_answered"] == 6

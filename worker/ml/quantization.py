@@ -15,6 +15,7 @@ pads smaller batches.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import torch
@@ -30,12 +31,20 @@ def quantize_for_cpu(model: nn.Module, calibration: torch.Tensor, *, batch_size:
     activation ranges set the int8 scales. The model itself is not changed.
     """
     # Imported here: torchao and inductor take seconds to import and only this path needs them.
-    import torch._inductor.config as inductor_config
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
-        X86InductorQuantizer,
-        get_default_x86_inductor_quantization_config,
-    )
+    # torchao 0.18 registers an Enum through a torch API that now logs a deprecation notice on
+    # every import; it is harmless, so the notice is kept out of the log.
+    pytree_log = logging.getLogger("torch.utils._pytree")
+    previous_level = pytree_log.level
+    pytree_log.setLevel(logging.ERROR)
+    try:
+        import torch._inductor.config as inductor_config
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+            X86InductorQuantizer,
+            get_default_x86_inductor_quantization_config,
+        )
+    finally:
+        pytree_log.setLevel(previous_level)
 
     if len(calibration) == 0:
         raise ValueError("int8 quantization needs at least one calibration image")

@@ -62,6 +62,9 @@ AQPL_STRATEGY = "aqpl"  # the strategy AQPL methods query with
 CURVE_START = "gnt"  # every strategy curve starts from the GNT model, as in the paper's Figures 4-5
 ProgressCallback = Callable[[int, int], None]
 
+# Completing adaptive picks (scoring.complete_draws) classifies with the full-precision model.
+INT8_WITH_ADAPTIVE = "int8 scoring and adaptive scoring cannot be combined: pick one"
+
 
 @dataclass(frozen=True)
 class SimulationConfig:
@@ -76,6 +79,7 @@ class SimulationConfig:
     budget: int = 25  # B: examples per side and round, so a round asks the oracle 2B levels
     draws: int = 20  # M: noisy copies per example for H (Eq. 5); the paper's 50 costs 2.5x the time
     adaptive_scoring: bool = False  # stop drawing where the draws so far agree (scoring.AdaptiveConfig)
+    int8_scoring: bool = False  # classify noisy copies with an int8 copy of the model (CPU only)
     seeds: tuple[int, ...] = (0,)
     train_limit: int | None = None  # stratified subset of the training split (None: all of it)
     test_limit: int | None = None  # stratified subset of the test split, which every corruption copies
@@ -108,6 +112,8 @@ class SimulationConfig:
             raise ValueError("nothing to simulate: give at least one method or one strategy")
         if not self.seeds:
             raise ValueError("give at least one seed")
+        if self.int8_scoring and self.adaptive_scoring:
+            raise ValueError(INT8_WITH_ADAPTIVE)
         for name in ("rounds", "budget", "draws", "epochs", "reference_epochs", "finetune_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -290,6 +296,7 @@ def _score(context: _SeedContext, chain: _QueryChain, round_index: int, draws: i
             seed=_scoring_seed(context, chain, round_index),
             device=context.device,
             adaptive=context.config.adaptive_scoring,
+            int8=context.config.int8_scoring,
             progress=progress,
         )
     context.forward_passes["scoring"] += scores.forward_passes
