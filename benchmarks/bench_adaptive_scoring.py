@@ -5,6 +5,7 @@ the entropies are those of a real model. Then every training example is scored:
 
   exact A   exact M draws, seed 2k+1        exact B   exact M draws, seed 2k+2
   adaptive B  adaptive, seed 2k+2 (pilot + early stop)   adaptive A  adaptive, seed 2k+1
+  int8 A    exact M draws with int8 scoring, seed 2k+1
 
 for k = 0 .. pairs-1. Each pair's selections are repeated with --tie-breaks independent
 tie-break generators per run (a selection's generator differs between runs, pairs and
@@ -15,7 +16,9 @@ The ± is the standard deviation of the per-pair means.
 The AQPL selection (B highest H = "excessive", B lowest H = "deficient") of each run is
 compared with exact A's: overlap = |S ∩ S_A| / B per side. "exact B vs exact A" is the noise
 floor (two exact runs disagree too); the target is "adaptive B vs exact A" ≥ that floor.
-"adaptive A vs exact A" shares the noise, so it isolates what early stopping alone changes.
+"adaptive A vs exact A" shares the noise, so it isolates what early stopping alone changes;
+"int8 A vs exact A" shares it too and isolates what int8 scoring (score_examples(int8=True))
+changes against the default precision (bf16 on CPUs with native bf16, else fp32).
 Adaptive selections complete the draws of early-stopped picks (strategies.select's `complete`,
 as `aqpl simulate --adaptive-scoring` does); their forward passes include that completion, per
 B. "adaptive B, not completed" shows what selecting on the stopped scores alone would give.
@@ -120,18 +123,20 @@ def main() -> None:
                     seed=2 * pair + offset,
                     device=device,
                     adaptive=adaptive,
+                    int8=int8,
                 )
-                for name, offset, adaptive in (
-                    ("exact A", 1, False),
-                    ("exact B", 2, False),
-                    ("adaptive B", 2, True),
-                    ("adaptive A", 1, True),
+                for name, offset, adaptive, int8 in (
+                    ("exact A", 1, False, False),
+                    ("exact B", 2, False, False),
+                    ("adaptive B", 2, True, False),
+                    ("adaptive A", 1, True, False),
+                    ("int8 A", 1, False, True),
                 )
             }
             for pair in range(args.pairs)
         ]
         seconds = time.perf_counter() - started
-        print(f"\n{description}   ({4 * args.pairs} scoring runs in {seconds:.1f} s)")
+        print(f"\n{description}   ({5 * args.pairs} scoring runs in {seconds:.1f} s)")
         exact = pairs[0]["exact A"]
         zero_share, mean_entropy = np.mean(exact.entropy == 0), exact.entropy.mean()
         print(f"  exact: H = 0 for {zero_share:.1%} of examples, mean H {mean_entropy:.3f} nats")
@@ -155,6 +160,7 @@ def main() -> None:
             ("adaptive B", "adaptive B", 2),
             ("adaptive A", "adaptive A", 1),
             ("adaptive B, not completed", "adaptive B", None),
+            ("int8 A (exact, int8)", "int8 A", None),
         )
         for budget in budgets:
             print(

@@ -192,25 +192,31 @@ def test_command_defaults_match_the_simulation_config() -> None:
     assert sorted(options["strategies"].default.split(",")) == sorted(config.strategies)
 
 
-def test_run_simulation_is_deterministic_on_cpu(tiny_npz: Path) -> None:
-    from worker.ml.simulate import SimulationConfig, run_simulation
+def _tiny_config(dataset: Path, **overrides: Any) -> Any:
+    """A SimulationConfig of one quick seed on `dataset`, with `overrides`."""
+    from worker.ml.simulate import SimulationConfig
 
-    config = SimulationConfig(
-        dataset_format="npz",
-        dataset_path=tiny_npz,
-        methods=("gnt", "aqpl-gnt"),
-        strategies=("random",),
-        rounds=1,
-        budget=2,
-        draws=3,
-        epochs=1,
-        reference_epochs=1,
-        finetune_epochs=1,
-        batch_size=16,
-        oracle_draws=4,
-        corruption_names=("brightness",),
-        device="cpu",
-    )
+    options: dict[str, Any] = {
+        "methods": ("gnt", "aqpl-gnt"),
+        "strategies": ("random",),
+        "rounds": 1,
+        "budget": 2,
+        "draws": 3,
+        "epochs": 1,
+        "reference_epochs": 1,
+        "finetune_epochs": 1,
+        "batch_size": 16,
+        "oracle_draws": 4,
+        "corruption_names": ("brightness",),
+        "device": "cpu",
+    }
+    return SimulationConfig(dataset_format="npz", dataset_path=dataset, **{**options, **overrides})
+
+
+def test_run_simulation_is_deterministic_on_cpu(tiny_npz: Path) -> None:
+    from worker.ml.simulate import run_simulation
+
+    config = _tiny_config(tiny_npz)
     first, second = (run_simulation(config, progress=False) for _ in range(2))
     for results in (first, second):
         del results["timing"]
@@ -220,25 +226,18 @@ def test_run_simulation_is_deterministic_on_cpu(tiny_npz: Path) -> None:
 
 
 def test_adaptive_scoring_spends_fewer_passes_and_completes_its_picks(tiny_npz: Path) -> None:
-    from worker.ml.simulate import SimulationConfig, run_simulation
+    from worker.ml.simulate import run_simulation
 
     def passes(adaptive: bool) -> dict[str, int]:
-        config = SimulationConfig(
-            dataset_format="npz",
-            dataset_path=tiny_npz,
+        # M = 20 is above the pilot of 8, so adaptive scoring can stop early.
+        config = _tiny_config(
+            tiny_npz,
             methods=("gnt",),
             strategies=("aqpl",),
             rounds=2,
             budget=3,
-            draws=20,  # above the pilot of 8, so adaptive scoring can stop early
+            draws=20,
             adaptive_scoring=adaptive,
-            epochs=1,
-            reference_epochs=1,
-            finetune_epochs=1,
-            batch_size=16,
-            oracle_draws=4,
-            corruption_names=("brightness",),
-            device="cpu",
         )
         counted: dict[str, int] = run_simulation(config, progress=False)["per_seed"][0]["forward_passes"]
         return counted
