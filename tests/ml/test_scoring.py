@@ -150,8 +150,8 @@ def test_adaptive_error_bound() -> None:
     config = AdaptiveConfig(stages=((10, 0),))
     assert config.early_stop_bound(0.5) == pytest.approx(2 * 0.5**10)  # top class or the rest unanimous
     default = AdaptiveConfig()
-    assert default.early_stop_bound(0.7) < 0.07
-    assert default.early_stop_bound(0.6) < 0.02
+    assert default.early_stop_bound(0.7) < 0.11
+    assert default.early_stop_bound(0.6) < 0.022
     assert default.early_stop_bound(0.5) < 0.01
     assert default.early_stop_bound(0.7, max_draws=20) == pytest.approx(0.7**8 + 0.3**8)
     with pytest.raises(ValueError, match="increasing"):
@@ -169,7 +169,7 @@ def test_later_stages_stop_nearly_unanimous_examples() -> None:
         MeanBrightness(), images, sigma_indices, draws=50, seed=1, device=CPU, adaptive=True
     )
     assert adaptive.draws_used is not None
-    assert set(adaptive.draws_used.tolist()) >= {8, 20}  # some stop at the pilot, some at 19 of 20
+    assert set(adaptive.draws_used.tolist()) >= {8, 20}  # some stop at the pilot, some at 18 of 20
     assert adaptive.forward_passes == int(adaptive.draws_used.sum()) < exact.forward_passes
     finished = adaptive.draws_used == 50
     assert np.array_equal(adaptive.entropy[finished], exact.entropy[finished])

@@ -100,7 +100,7 @@ def test_zero_budget_and_bad_arguments() -> None:
 
 def test_early_stopped_picks_are_completed_and_the_choice_made_again() -> None:
     # Examples 0 and 1 stopped unanimous after a pilot of 8 (H 0); on all 50 draws example 0
-    # turns out mixed (H 0.5) and example 1 stays unanimous. Example 4 stopped at 19 of 20
+    # turns out mixed (H 0.5) and example 1 stays unanimous. Example 4 stopped after 20 draws
     # (H 0.2) but is never picked, so it is never completed.
     full_draw_entropy = {0: 0.5, 1: 0.0, 4: 0.1}
     stopped = Scores(

@@ -13,12 +13,12 @@ sees, so shards merged with `merge_scores` equal one unsharded run.
 Adaptive mode (AdaptiveConfig): draws come in stages. At stage (n, r) an example whose n
 predictions so far have at most r outside its most frequent class stops there, and its H is
 the entropy of those n predictions; the rest go on, and every example left after the last
-stage gets all M draws. Default stages (8, 0), (20, 1), (30, 2), (40, 3): a unanimous pilot of
-8 stops, then 19 of 20, 28 of 30, 37 of 40. Error bound: for an example whose top class has
+stage gets all M draws. Default stages (8, 0), (20, 2), (30, 3), (40, 4): a unanimous pilot of
+8 stops, then 18 of 20, 27 of 30, 36 of 40. Error bound: for an example whose top class has
 probability q on noisy copies, "some class holds >= n - r of n draws" needs the top class or
 all others together to do so, so
     P(stop early) <= Σ_stages [P(Bin(n, q) >= n - r) + P(Bin(n, 1 - q) >= n - r)]
-(AdaptiveConfig.early_stop_bound): 0.8 % at q = 0.5 (H >= ln 2), 1.8 % at q = 0.6, 6.8 % at
+(AdaptiveConfig.early_stop_bound): 0.8 % at q = 0.5 (H >= ln 2), 2.1 % at q = 0.6, 10.5 % at
 q = 0.7 — the uncertain end that AQPL sends to the oracle as "excessive" is rarely cut short.
 Examples that do stop have q near 1, whose exact H is near 0 as well. They would still skew
 AQPL's "deficient" side, a random pick among the many examples at H = 0: unanimous on 8
@@ -57,9 +57,10 @@ class AdaptiveConfig:
     """Staged early stopping of adaptive scoring (rule and error bound in the module docstring)."""
 
     # (draws so far, most draws allowed outside the top class) at which an example may stop.
-    # 8 unanimous, 19 of 20, 28 of 30, 37 of 40: each stops only near-unanimous examples
-    # (q ≳ 0.9); together they stop one with q = 0.6 with probability <= 1.9 %, q = 0.7 <= 6.8 %.
-    stages: tuple[tuple[int, int], ...] = ((8, 0), (20, 1), (30, 2), (40, 3))
+    # 8 unanimous, 18 of 20, 27 of 30, 36 of 40: each stops only examples with q ≳ 0.9, which can
+    # be neither among the highest H nor tied at H = 0; together they stop one with q = 0.6 with
+    # probability <= 2.1 %, q = 0.7 <= 10.5 % (docs/engine.md).
+    stages: tuple[tuple[int, int], ...] = ((8, 0), (20, 2), (30, 3), (40, 4))
 
     def __post_init__(self) -> None:
         previous = 0
