@@ -7,8 +7,8 @@ inductor with freezing, which folds the weights into oneDNN's prepacked int8 ker
 layers stay in fp32: there is little to gain there, and inductor's int8 linear lowering warns.
 
 On CPUs with AVX-512 VNNI, ResNet18 runs about 2x faster than bf16 and 4x faster than fp32
-(docs/engine.md). The price: ~10 s to export and calibrate and ~30-45 s to compile (a few
-seconds once inductor's cache in /tmp holds the kernels), and about 1 % of noisy images get
+(docs/engine.md). The price: 13 s to export, calibrate and compile ResNet18 (3-4 s once
+inductor's cache in /tmp holds the kernels), and about 1 % of noisy images get
 a different top class than in fp32 (bf16: 0.3 %). The copy is compiled for one batch size; it
 pads smaller batches.
 """

@@ -336,7 +336,7 @@ def score_examples(
     fast layout). Pass both False for fp32 NCHW. int8 (CPU only, worker/ml/quantization.py)
     classifies with a static int8 copy of the model calibrated on noisy copies of up to 256
     examples spread over the whole set (so shards calibrate alike): ~2x bf16's speed for
-    ResNet18, after ~40 s of quantizing and compiling — for large runs.
+    ResNet18, after 3-13 s of quantizing and compiling per call — for large runs.
     The model is moved to `device` and put in eval mode; its memory layout is restored on
     return (a CPU model trains faster in NCHW). Returned arrays cover [start, stop).
     """
@@ -414,9 +414,7 @@ def complete_draws(
     entropies = torch.zeros((count, draws), dtype=torch.float32, device=device)
     with _prepared(model, device, settings):
         classifier = _BatchedClassifier(model, settings, predictions, entropies, lambda _: None)
-        images = torch.from_numpy(np.ascontiguousarray(images_uint8_nhwc)).to(device)
-        sigmas = torch.from_numpy(sigmas_of_indices(np.asarray(sigma_indices))).to(device)
-        height, width, channels = images_uint8_nhwc.shape[1:]
+        images, sigmas, image_shape = _device_inputs(images_uint8_nhwc, sigma_indices, 0, count, device)
         generator = torch.Generator(device=device)
         for drawn in np.unique(scores.draws_used[pending]):
             active = np.zeros(count, dtype=bool)
@@ -430,15 +428,16 @@ def complete_draws(
                 int(drawn),
                 draws,
                 seed,
-                (int(channels), int(height), int(width)),
+                image_shape,
                 generator,
             )
         classifier.finish()
-    new_counts = _class_counts(predictions[torch.from_numpy(pending).to(device)]).cpu().numpy()
+    pending_rows = torch.from_numpy(pending).to(device)
+    new_counts = _class_counts(predictions[pending_rows]).cpu().numpy()
     class_counts, new_counts = _widen([scores.class_counts, new_counts])
     class_counts = class_counts.copy()
     class_counts[pending] += new_counts
-    new_entropy_sums = entropies.double().sum(dim=1).cpu().numpy()[pending]
+    new_entropy_sums = entropies[pending_rows].double().sum(dim=1).cpu().numpy()
     noise_uncertainty = scores.noise_uncertainty.copy()
     noise_uncertainty[pending] = (
         noise_uncertainty[pending] * scores.draws_used[pending] + new_entropy_sums
@@ -477,6 +476,20 @@ def _memory_format(model: nn.Module, memory_format: torch.memory_format | None) 
             model.to(memory_format=torch.channels_last if was_channels_last else torch.contiguous_format)
 
 
+def _device_inputs(
+    images_uint8_nhwc: npt.NDArray[np.uint8],
+    sigma_indices: npt.NDArray[np.integer],
+    start: int,
+    stop: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int]]:
+    """Examples [start, stop) on `device`: uint8 NHWC images, their σ, and the (C, H, W) of one image."""
+    images = torch.from_numpy(np.ascontiguousarray(images_uint8_nhwc[start:stop])).to(device)
+    sigmas = torch.from_numpy(sigmas_of_indices(np.asarray(sigma_indices)[start:stop])).to(device)
+    height, width, channels = images_uint8_nhwc.shape[1:]
+    return images, sigmas, (int(channels), int(height), int(width))
+
+
 def _score(
     model: Classifier,
     images_uint8_nhwc: npt.NDArray[np.uint8],
@@ -504,10 +517,7 @@ def _score(
             draws,
             np.zeros((0, 1), dtype=np.int64),
         )
-    images = torch.from_numpy(np.ascontiguousarray(images_uint8_nhwc[start:stop])).to(device)
-    sigmas = torch.from_numpy(sigmas_of_indices(np.asarray(sigma_indices)[start:stop])).to(device)
-    height, width, channels = images_uint8_nhwc.shape[1:]
-    image_shape = (int(channels), int(height), int(width))
+    images, sigmas, image_shape = _device_inputs(images_uint8_nhwc, sigma_indices, start, stop, device)
     predictions = torch.full((shard_size, draws), -1, dtype=torch.int32, device=device)
     entropies = torch.zeros((shard_size, draws), dtype=torch.float32, device=device)
 
