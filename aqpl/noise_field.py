@@ -15,7 +15,11 @@ from aqpl.ladder import sigma_of
 
 
 def noise_field(shape: tuple[int, ...], *, project_seed: int, example_index: int) -> npt.NDArray[np.float32]:
-    """ε ~ N(0, I) of the given shape, fixed by (project seed, example's dataset index)."""
+    """ε ~ N(0, I) of the given shape, fixed by (project seed, example_index).
+
+    The API passes the example's database id (`Example.id`, unique across projects and splits) as
+    `example_index`, not its `dataset_index` (its row in the split): ε is keyed on the id.
+    """
     rng = np.random.default_rng([project_seed, example_index])
     return rng.standard_normal(shape, dtype=np.float32)
 

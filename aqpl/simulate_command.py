@@ -82,8 +82,12 @@ def simulate(
     ] = "digits",
     model: Annotated[str, typer.Option(help="resnet18 or small_cnn")] = "small_cnn",
     methods: Annotated[
-        str, typer.Option(help="comma list of standard,gnt,cat,aqpl-gnt,aqpl-cat (the rows of the table)")
-    ] = "standard,gnt,cat,aqpl-gnt,aqpl-cat",
+        str,
+        typer.Option(
+            help="comma list of standard,gnt,cat,gnt-ft,cat-ft,aqpl-gnt,aqpl-cat (the rows of the table; "
+            "gnt-ft and cat-ft fine-tune like the AQPL rounds with no queries)"
+        ),
+    ] = "standard,gnt,cat,gnt-ft,cat-ft,aqpl-gnt,aqpl-cat",
     strategies: Annotated[
         str,
         typer.Option(
@@ -108,38 +112,68 @@ def simulate(
     seeds: Annotated[
         str, typer.Option(help="a count (3 -> 0,1,2) or a comma list (0,4,7; '7,' for seed 7 alone)")
     ] = "1",
+    jobs: Annotated[
+        int, typer.Option(min=1, help="seeds run at once, in processes of one torch thread each")
+    ] = 1,
     train_limit: Annotated[
         int | None, typer.Option(min=1, help="stratified subset of the training split")
     ] = None,
     test_limit: Annotated[int | None, typer.Option(min=1, help="stratified subset of the test split")] = None,
     data_seed: Annotated[
-        int, typer.Option(min=0, help="seed of the dataset subsets and the corruptions")
+        int, typer.Option(min=0, help="seed of the subsets, the corruptions, F_o and the oracle's noise")
     ] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
-    out: Annotated[Path, typer.Option(help="directory for results.json, results.md and curves_*.png")] = Path(
+    out: Annotated[Path, typer.Option(help="directory for results.json, results.md and the plots")] = Path(
         "simulation"
     ),
     epochs: Annotated[int, typer.Option(min=1, help="training epochs of Standard, GNT and CAT")] = 8,
     reference_epochs: Annotated[int, typer.Option(min=1, help="training epochs of the oracle's F_o")] = 8,
+    reference_train_limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="F_o's training images, from the whole training split [default: all]"),
+    ] = None,
     finetune_epochs: Annotated[int, typer.Option(min=1, help="fine-tuning epochs after each round")] = 1,
     lr: Annotated[float, typer.Option(min=0.0, help="peak SGD learning rate of full training")] = 0.05,
     finetune_lr: Annotated[float, typer.Option(min=0.0, help="peak SGD learning rate of fine-tuning")] = 0.01,
     batch_size: Annotated[int, typer.Option(min=2, help="training batch size")] = 128,
+    augment: Annotated[
+        str, typer.Option(help="none, or crop-flip (random crop with 4-pixel padding + horizontal flip)")
+    ] = "none",
     gnt_sigma_index: Annotated[
         int | None,
         typer.Option(
             min=0, max=90, help="GNT's level as a ladder index, σ = index/100 [default: per dataset]"
         ),
     ] = None,
-    oracle_threshold: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="τ: share of noisy copies F_o must get right (Eq. 7)")
-    ] = 0.8,
-    oracle_draws: Annotated[int, typer.Option(min=1, help="K: noisy copies per level the oracle tests")] = 64,
+    oracle_tau: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="τ of Eq. 7: share of noisy copies F_o must get right"),
+    ] = 0.95,
+    oracle_confidence: Annotated[
+        float, typer.Option(min=0.5, max=0.9999, help="confidence of each level's sequential test")
+    ] = 0.95,
+    oracle_max_draws: Annotated[
+        int,
+        typer.Option(
+            min=32, help="most noisy copies per level (τ = 0.997 needs 2048 to accept with confidence)"
+        ),
+    ] = 1024,
+    suite: Annotated[
+        str,
+        typer.Option(help="corruption suite: auto (by image size), mnist-c, cifar10-c or imagenet-c-lowres"),
+    ] = "auto",
     corruptions: Annotated[
-        str, typer.Option(help="comma list of common corruptions to evaluate, or 'all'")
+        str, typer.Option(help="comma list of the suite's corruptions to evaluate, or 'all'")
     ] = "all",
+    diagnostic_sample: Annotated[
+        int, typer.Option(min=0, help="not-queried examples the oracle answers per round (Corollary 2.1)")
+    ] = 200,
+    bootstrap_resamples: Annotated[
+        int, typer.Option(min=100, help="resamples of the bootstrap over seeds and test images")
+    ] = 2000,
     cache_dir: Annotated[
-        Path | None, typer.Option(help="corruption suites and F_o checkpoints [default: OUT/cache]")
+        Path | None,
+        typer.Option(help="corruption suites, F_o and oracle answers [default: OUT/cache]"),
     ] = None,
     threads: Annotated[
         int | None, typer.Option(min=1, help="torch CPU threads [default: torch's choice]")
@@ -147,19 +181,15 @@ def simulate(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show progress bars")] = True,
 ) -> None:
     """Simulate AQPL with an oracle model: train, query, fine-tune, and benchmark robustness."""
-    from aqpl.corruption_names import CORRUPTION_NAMES
+    from worker.ml.corruptions import SUITE_NAMES, suite_corruption_names
     from worker.ml.datasets import DatasetError
     from worker.ml.device import resolve_device
     from worker.ml.models import MODEL_NAMES
-    from worker.ml.simulate import (
-        INT8_WITH_ADAPTIVE,
-        SimulationConfig,
-        results_markdown,
-        run_simulation,
-        write_results,
-    )
+    from worker.ml.simulate.config import INT8_WITH_ADAPTIVE, METHODS, SimulationConfig
+    from worker.ml.simulate.loop import run_simulation
+    from worker.ml.simulate.report import finish, results_markdown, write_results
     from worker.ml.strategies import STRATEGY_NAMES
-    from worker.ml.training import METHODS
+    from worker.ml.training import AUGMENTATIONS
 
     dataset_format, dataset_path = parse_dataset(dataset)
     if model not in MODEL_NAMES:
@@ -172,13 +202,29 @@ def simulate(
         raise typer.BadParameter(
             "nothing to simulate: give at least one method or one strategy", param_hint="--methods"
         )
-    corruption_names = (
-        None
-        if corruptions.strip().lower() == "all"
-        else parse_names(corruptions, CORRUPTION_NAMES, "--corruptions")
-    )
-    if corruption_names == ():
-        raise typer.BadParameter("give at least one corruption, or 'all'", param_hint="--corruptions")
+    suite_name = suite.strip().lower()
+    if suite_name != "auto" and suite_name not in SUITE_NAMES:
+        raise typer.BadParameter(
+            f"unknown suite {suite!r}; choose from auto, {', '.join(SUITE_NAMES)}", param_hint="--suite"
+        )
+    if augment not in AUGMENTATIONS:
+        raise typer.BadParameter(
+            f"unknown augmentation {augment!r}; choose from {', '.join(AUGMENTATIONS)}",
+            param_hint="--augment",
+        )
+    if not 0.0 < oracle_tau < 1.0:
+        raise typer.BadParameter(f"τ must be in (0, 1), got {oracle_tau}", param_hint="--oracle-tau")
+    corruption_names = None
+    if corruptions.strip().lower() != "all":
+        # The suite's own names, or every suite's when it is chosen by image size later.
+        allowed = (
+            suite_corruption_names(suite_name)
+            if suite_name != "auto"
+            else tuple(dict.fromkeys(n for s in SUITE_NAMES for n in suite_corruption_names(s)))
+        )
+        corruption_names = parse_names(corruptions, allowed, "--corruptions")
+        if corruption_names == ():
+            raise typer.BadParameter("give at least one corruption, or 'all'", param_hint="--corruptions")
     try:
         resolved_device = resolve_device(device)
     except ValueError as error:
@@ -212,20 +258,29 @@ def simulate(
         device=device,
         epochs=epochs,
         reference_epochs=reference_epochs,
+        reference_train_limit=reference_train_limit,
         finetune_epochs=finetune_epochs,
         lr=lr,
         finetune_lr=finetune_lr,
         batch_size=batch_size,
+        augment=augment,
         gnt_sigma_index=gnt_sigma_index,
-        oracle_threshold=oracle_threshold,
-        oracle_draws=oracle_draws,
+        oracle_tau=oracle_tau,
+        oracle_confidence=oracle_confidence,
+        oracle_max_draws=oracle_max_draws,
+        suite=None if suite_name == "auto" else suite_name,
         corruption_names=corruption_names,
+        diagnostic_sample=diagnostic_sample,
+        bootstrap_resamples=bootstrap_resamples,
         cache_dir=cache_dir if cache_dir is not None else out / "cache",
     )
     try:
-        results = run_simulation(config, progress=progress)
+        run = run_simulation(config, progress=progress, jobs=jobs)
     except DatasetError as error:
         raise typer.BadParameter(str(error), param_hint="--dataset") from None
+    except ValueError as error:  # e.g. a corruption the chosen suite does not have
+        raise typer.BadParameter(str(error), param_hint="--corruptions") from None
+    results = finish(run)
     paths = write_results(results, out)
     typer.echo(results_markdown(results))
     timing = results["timing"]

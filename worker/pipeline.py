@@ -20,7 +20,7 @@ from torch import nn
 from aqpl.corruption_names import CORRUPTION_NAMES, CORRUPTION_SEVERITIES
 from aqpl.ladder import LADDER_SIZE
 from worker.ml.checkpoints import CheckpointInfo, load_checkpoint, save_checkpoint
-from worker.ml.corruptions import CorruptionSuite, build_corruption_suite
+from worker.ml.corruptions import FALLBACK_SUITE, CorruptionSuite, build_corruption_suite
 from worker.ml.datasets import ImageDataset, load_dataset, stratified_subset
 from worker.ml.evaluation import evaluate
 from worker.ml.models import ModelSpec, build_model, spec_for_images
@@ -233,7 +233,7 @@ def select_queries(
     noise_uncertainty: npt.NDArray[np.float64],
     already_queried: npt.NDArray[np.bool_],
 ) -> list[Selected]:
-    """Up to 2B examples not queried before, by the project's strategy (deterministic per round)."""
+    """Up to 2B examples not answered before, by the project's strategy (deterministic per round)."""
     strategy = str(config.get("strategy", "aqpl"))
     scores = Scores(entropy, clean_uncertainty, noise_uncertainty, forward_passes=0)
     rng = np.random.default_rng(stream_seed(int(config.get("seed", 0)), _STREAM_SELECT, round_number))
@@ -285,6 +285,7 @@ def evaluation_set(
         dataset_key=dataset_key(config),
         seed=seed,
         cache_dir=cache_dir,
+        suite=FALLBACK_SUITE,  # a project's corruption names are the imagenet-c-lowres ones
         corruption_names=names,
         corruption_severities=severities,
     )

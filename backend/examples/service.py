@@ -33,7 +33,7 @@ def clean_image(settings: Settings, project: Project, example: Example) -> npt.N
 
 
 def epsilon(project: Project, example: Example, shape: tuple[int, ...]) -> npt.NDArray[np.float32]:
-    """The example's fixed ε: the same one the server renders with and the browser draws with."""
+    """The example's fixed ε, keyed on its database id (`example.id`): the server's and the browser's."""
     return noise_field(shape, project_seed=project.noise_seed, example_index=example.id)
 
 

@@ -119,12 +119,17 @@ def query_reads(session: Session, round_id: int) -> list[QueryRead]:
     ]
 
 
-def queried_before(session: Session, project_id: int, before_number: int) -> set[int]:
-    """Example ids queried in the project's rounds numbered below `before_number`."""
+def answered_before(session: Session, project_id: int, before_number: int) -> set[int]:
+    """Example ids answered in the project's rounds numbered below `before_number`.
+
+    A query closed with no annotation gave its example no σ (aggregation leaves it alone), so the
+    example is not counted: a later round may ask it again.
+    """
+    answered = select(Annotation.id).where(Annotation.query_id == Query.id).exists()
     rows = session.scalars(
         select(Query.example_id)
         .join(Round, Round.id == Query.round_id)
-        .where(Round.project_id == project_id, Round.number < before_number)
+        .where(Round.project_id == project_id, Round.number < before_number, answered)
     ).all()
     return set(rows)
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from aqpl.simulate_command import simulate
 
-METHODS = ("standard", "gnt", "cat", "aqpl-gnt", "aqpl-cat")
+METHODS = ("standard", "gnt", "cat", "gnt-ft", "cat-ft", "aqpl-gnt", "aqpl-cat")
 STRATEGIES = ("random", "clean_uncertainty", "noise_uncertainty", "aqpl")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -106,6 +106,7 @@ def test_simulate_end_to_end_writes_results_table_and_plots(tiny_npz: Path, tmp_
             assert all(0.0 <= point[m] <= 1.0 for m in ("clean", "gaussian", "corruptions"))
     assert results["config"]["seeds"] == [0, 1]
     assert results["config"]["corruption_names"] == ["gaussian_noise", "brightness"]
+    assert results["dataset"]["suite"] == "imagenet-c-lowres"  # 12x12 images: the fallback suite
 
     # Every curve starts at GNT, and AQPL-GNT is the last point of the `aqpl` curve, per seed.
     for seed_result in results["per_seed"]:
@@ -117,11 +118,14 @@ def test_simulate_end_to_end_writes_results_table_and_plots(tiny_npz: Path, tmp_
         assert seed_result["oracle"]["examples_answered"] >= 12
 
     markdown = (out / "results.md").read_text()
-    assert "| Method | Clean | Gaussian | Corruptions |" in markdown
-    for label in ("| Standard |", "| GNT |", "| CAT |", "| AQPL-GNT |", "| AQPL-CAT |", "| Random | 12 |"):
+    assert "| Method | Clean | Gaussian | Corruptions | Clean, mean of rounds |" in markdown
+    for label in (
+        "| Standard |", "| GNT |", "| CAT |", "| GNT-FT |", "| CAT-FT |", "| AQPL-GNT |", "| AQPL-CAT |",
+        "| Random | 12 |", "## Comparisons", "## Corollary 2.1",
+    ):  # fmt: skip
         assert label in markdown
-    for metric in ("clean", "gaussian", "corruptions"):
-        assert (out / f"curves_{metric}.png").read_bytes().startswith(PNG_MAGIC)
+    for name in ("curves_clean", "curves_gaussian", "curves_corruptions", "comparisons", "diagnostics"):
+        assert (out / f"{name}.png").read_bytes().startswith(PNG_MAGIC), name
     assert "AQPL-GNT" in result.output
 
 
@@ -151,6 +155,10 @@ def test_simulate_without_curves_writes_no_plots(tiny_npz: Path, tmp_path: Path)
         (["--model", "vgg"], "unknown model 'vgg'"),
         (["--seeds", "a,b"], "expected a count"),
         (["--corruptions", "fog,rain"], "unknown 'rain'"),
+        (["--suite", "cifar100-c"], "unknown suite 'cifar100-c'"),
+        (["--suite", "mnist-c", "--corruptions", "frost"], "unknown 'frost'"),
+        (["--augment", "mixup"], "unknown augmentation 'mixup'"),
+        (["--oracle-tau", "1.0"], "τ must be in (0, 1)"),
         (["--methods", "", "--strategies", ""], "nothing to simulate"),
         (["--int8-scoring", "--adaptive-scoring"], "int8 scoring and adaptive scoring cannot be combined"),
     ],
@@ -178,14 +186,15 @@ def test_command_defaults_match_the_simulation_config() -> None:
     """The command repeats SimulationConfig's defaults (so --help needs no torch): they must agree."""
     import inspect
 
-    from worker.ml.simulate import SimulationConfig
+    from worker.ml.simulate.config import SimulationConfig
 
     config = SimulationConfig()
     options = inspect.signature(simulate).parameters
     for name in (
         "model", "rounds", "budget", "draws", "adaptive_scoring", "int8_scoring", "data_seed", "device",
-        "epochs", "reference_epochs", "finetune_epochs", "lr", "finetune_lr", "batch_size", "gnt_sigma_index",
-        "oracle_threshold", "oracle_draws", "train_limit", "test_limit",
+        "epochs", "reference_epochs", "reference_train_limit", "finetune_epochs", "lr", "finetune_lr",
+        "batch_size", "augment", "gnt_sigma_index", "oracle_tau", "oracle_confidence", "oracle_max_draws",
+        "train_limit", "test_limit", "diagnostic_sample", "bootstrap_resamples",
     ):  # fmt: skip
         assert options[name].default == getattr(config, name), name
     assert options["methods"].default.split(",") == list(config.methods)
@@ -194,7 +203,7 @@ def test_command_defaults_match_the_simulation_config() -> None:
 
 def _tiny_config(dataset: Path, **overrides: Any) -> Any:
     """A SimulationConfig of one quick seed on `dataset`, with `overrides`."""
-    from worker.ml.simulate import SimulationConfig
+    from worker.ml.simulate.config import SimulationConfig
 
     options: dict[str, Any] = {
         "methods": ("gnt", "aqpl-gnt"),
@@ -206,7 +215,9 @@ def _tiny_config(dataset: Path, **overrides: Any) -> Any:
         "reference_epochs": 1,
         "finetune_epochs": 1,
         "batch_size": 16,
-        "oracle_draws": 4,
+        "oracle_max_draws": 64,
+        "diagnostic_sample": 10,
+        "bootstrap_resamples": 200,
         "corruption_names": ("brightness",),
         "device": "cpu",
     }
@@ -214,19 +225,20 @@ def _tiny_config(dataset: Path, **overrides: Any) -> Any:
 
 
 def test_run_simulation_is_deterministic_on_cpu(tiny_npz: Path) -> None:
-    from worker.ml.simulate import run_simulation
+    from worker.ml.simulate.loop import run_simulation
 
     config = _tiny_config(tiny_npz)
-    first, second = (run_simulation(config, progress=False) for _ in range(2))
+    first, second = (run_simulation(config, progress=False).results for _ in range(2))
     for results in (first, second):
         del results["timing"]
     assert first == second
-    # Two chains (random, and aqpl for AQPL-GNT) ask 2B = 4 each; an example both pick is asked once.
-    assert 4 <= first["per_seed"][0]["oracle"]["examples_answered"] <= 8
+    # Two chains (random, and aqpl for AQPL-GNT) ask 2B = 4 each (an example both pick is asked once),
+    # and the diagnostic asks about 10 examples aqpl did not query.
+    assert 4 + 10 <= first["per_seed"][0]["oracle"]["examples_answered"] <= 8 + 10
 
 
 def test_adaptive_scoring_spends_fewer_passes_and_completes_its_picks(tiny_npz: Path) -> None:
-    from worker.ml.simulate import run_simulation
+    from worker.ml.simulate.loop import run_simulation
 
     def passes(adaptive: bool) -> dict[str, int]:
         # M = 20 is above the pilot of 8, so adaptive scoring can stop early.
@@ -239,7 +251,9 @@ def test_adaptive_scoring_spends_fewer_passes_and_completes_its_picks(tiny_npz: 
             draws=20,
             adaptive_scoring=adaptive,
         )
-        counted: dict[str, int] = run_simulation(config, progress=False)["per_seed"][0]["forward_passes"]
+        counted: dict[str, int] = run_simulation(config, progress=False).results["per_seed"][0][
+            "forward_passes"
+        ]
         return counted
 
     exact, adaptive = passes(False), passes(True)
@@ -256,7 +270,7 @@ def test_simulate_with_int8_scoring(tiny_npz: Path, tmp_path: Path) -> None:
     args[args.index("--rounds") + 1] = "1"
     result = _invoke(
         "--dataset", f"npz:{tiny_npz}", "--out", str(out), "--methods", "gnt,aqpl-gnt",
-        "--strategies", "aqpl", "--int8-scoring", *args,
+        "--strategies", "aqpl", "--int8-scoring", "--diagnostic-sample", "0", *args,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
@@ -265,3 +279,109 @@ def test_simulate_with_int8_scoring(tiny_npz: Path, tmp_path: Path) -> None:
     assert seed["forward_passes"]["scoring"] == 60 * 4  # one round, 60 examples, M = 4
     assert 0.0 <= results["methods"]["aqpl-gnt"]["gaussian"] <= 1.0
     assert seed["oracle"]["examples_answered"] == 6
+
+
+def _results_of(config: Any) -> dict[str, Any]:
+    from worker.ml.simulate.loop import run_simulation
+    from worker.ml.simulate.report import finish
+
+    results: dict[str, Any] = finish(run_simulation(config, progress=False))
+    return results
+
+
+def test_controls_change_no_sigma_and_methods_report_the_mean_over_rounds(tiny_npz: Path) -> None:
+    config = _tiny_config(tiny_npz, methods=("gnt", "gnt-ft", "aqpl-gnt"), strategies=(), rounds=2)
+    results = _results_of(config)
+    for seed in results["per_seed"]:
+        gnt = seed["methods"]["gnt"]
+        control = seed["methods"]["gnt-ft"]
+        assert [p["queries"] for p in control["rounds"]] == [0, 0, 0]
+        assert {p["mean_sigma_index"] for p in control["rounds"]} == {gnt["mean_sigma_index"]}
+        aqpl = seed["methods"]["aqpl-gnt"]
+        assert [p["queries"] for p in aqpl["rounds"]] == [0, 4, 8]
+        for name in ("clean", "gaussian", "corruptions"):
+            rounds = [p[name] for p in aqpl["rounds"][1:]]
+            assert aqpl["mean_over_rounds"][name] == pytest.approx(sum(rounds) / len(rounds))
+    assert not seed.get("diagnostics", {}).get("none from gnt")
+
+
+def test_paired_chains_given_the_same_sigma_end_identical(
+    tiny_npz: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An oracle that confirms every level leaves σ as it was: then a chain that asks (AQPL, Random) and
+    the control that asks nothing must end with identical models: only which σ_i changed may differ."""
+    from worker.ml.oracle import SimulatedOracle
+
+    def confirm(self: Any, indices: np.ndarray) -> np.ndarray:
+        return np.full(len(indices), 50, dtype=np.int64)  # the GNT level of this dataset family
+
+    monkeypatch.setattr(SimulatedOracle, "answer", confirm)
+    config = _tiny_config(
+        tiny_npz, methods=("gnt-ft", "aqpl-gnt"), strategies=("random", "aqpl"), rounds=2, gnt_sigma_index=50
+    )
+    from worker.ml.simulate.loop import run_simulation
+
+    run = run_simulation(config, progress=False)
+    seed = run.results["per_seed"][0]
+    control = seed["methods"]["gnt-ft"]["rounds"]
+    for chain in (seed["methods"]["aqpl-gnt"]["rounds"], seed["curves"]["random"]):
+        for point, reference in zip(chain, control, strict=True):
+            for name in ("clean", "gaussian", "corruptions", "mean_sigma_index"):
+                assert point[name] == reference[name]
+    for round_index in range(3):
+        for name in ("clean", "corruptions"):
+            np.testing.assert_array_equal(
+                run.images[0][("curve", "random", round_index)][name],
+                run.images[0][("method", "gnt-ft", round_index)][name],
+            )
+
+
+def test_simulate_writes_comparisons_and_diagnostics_and_picks_mnist_c(tmp_path: Path) -> None:
+    """Any MNIST-format folder: the 28x28 grey images get the mnist-c suite by themselves."""
+    from tests.ml.test_datasets import write_mnist
+
+    write_mnist(tmp_path / "mnist", gz=True, train=60, test=30)
+    out = tmp_path / "out"
+    args = [a for a in QUICK if a not in ("--corruptions", "gaussian_noise,brightness")]
+    result = _invoke(
+        "--dataset", f"mnist:{tmp_path / 'mnist'}", "--out", str(out), "--methods", "gnt,gnt-ft,aqpl-gnt",
+        "--strategies", "random,aqpl", "--corruptions", "shot_noise,rotate", "--diagnostic-sample", "20",
+        "--bootstrap-resamples", "200", *args,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["dataset"]["suite"] == "mnist-c"
+    assert results["dataset"]["corruptions"] == {"shot_noise": [5], "rotate": [2]}
+    assert results["oracle"]["tau"] == 0.95 and results["oracle"]["reference_train_examples"] == 60
+
+    keys = {"a", "b", "metric", "queries", "mean", "ci95", "ci95_bootstrap", "n_seeds", "p_value", "over"}
+    comparisons = results["comparisons"]
+    assert all(keys <= set(entry) for entry in comparisons)
+    pairs = {(e["a"], e["b"], e["metric"], e["over"], e["queries"]) for e in comparisons}
+    for metric in ("clean", "gaussian", "corruptions"):
+        assert ("aqpl", "random", metric, "round 2", 12) in pairs  # AQPL − Random at each query count
+        assert ("aqpl", "random", metric, "round 1", 6) in pairs
+        assert ("aqpl-gnt", "gnt-ft", metric, "last round", 12) in pairs
+        assert ("aqpl-gnt", "gnt-ft", metric, "mean over query rounds", None) in pairs
+    for entry in comparisons:
+        assert entry["n_seeds"] == 2
+        low, high = entry["ci95"]
+        assert low <= entry["mean"] <= high
+        assert entry["sentence"]
+
+    (chain,) = results["diagnostics"]
+    assert chain == "aqpl from gnt"
+    rounds = results["diagnostics"][chain]
+    assert [row["round"] for row in rounds] == [1, 2]
+    for row in rounds:
+        for side in ("excessive", "deficient"):
+            moves = row["sides"][side]
+            assert moves["queried"] == 2 * 3  # B = 3 per side, two seeds pooled
+            assert moves["down"] + moves["up"] + moves["unchanged"] == moves["queried"]
+        assert row["sample"] == 2 * 20
+    markdown = (out / "results.md").read_text()
+    assert "`mnist-c` suite" in markdown
+    assert (
+        "AQPL vs Random on Gaussian noise at 12 queries" in markdown
+        or "Random on Gaussian noise by" in markdown
+    )

@@ -13,6 +13,7 @@ from worker.ml.training import (
     METHODS,
     CATConfig,
     TrainConfig,
+    crop_and_flip,
     gnt_sigma_index,
     noisy_half_mask,
     perturb_half_batch,
@@ -170,3 +171,33 @@ def test_cuda_path_with_bf16_and_channels_last_trains() -> None:
         model, images, labels, np.full(64, 10), config, CATConfig(), device=torch.device("cuda")
     )
     assert adapted.shape == (64,)
+
+
+def test_crop_and_flip_shifts_within_the_padding_and_flips_about_half() -> None:
+    images = torch.zeros(400, 1, 32, 32)
+    images[:, :, 14:18, 2:6] = 1.0  # a bright square at the left edge
+    augmented = crop_and_flip(images, generator=torch.Generator().manual_seed(0))
+    assert augmented.shape == images.shape
+    # Content moves by at most 4 pixels; a flip puts the square at the right edge.
+    columns = augmented.sum(dim=(1, 2)).argmax(dim=1)  # (400,) leftmost bright column
+    left = (columns <= 2 + 4) & (columns >= 0)
+    right = columns >= 32 - 6 - 4
+    assert bool((left | right).all())
+    assert 0.4 < float(right.float().mean()) < 0.6
+    assert 0 < float(augmented.sum()) <= float(images.sum())  # crops may cut the square, never add
+    again = crop_and_flip(images, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(augmented, again)
+
+
+def test_training_with_augmentation_is_deterministic_and_refuses_unknown_kinds() -> None:
+    images, labels = _bright_or_dark(32)
+    weights = []
+    for _ in range(2):
+        model = _model(images)
+        config = TrainConfig(epochs=1, batch_size=8, seed=1, augment="crop-flip")
+        train_model(model, images, labels, np.full(32, 10), config, device=CPU)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        assert all(p.is_contiguous() for p in model.parameters())  # NCHW again: safetensors saves it
+    assert torch.equal(weights[0], weights[1])
+    with pytest.raises(ValueError, match="augment must be one of"):
+        TrainConfig(augment="mixup")

@@ -245,7 +245,7 @@ def _read_idx(folder: Path, stem: str, expected_ndim: int) -> npt.NDArray[np.uin
         trailing = _read_exactly_or_less(stream, file_name)
         if trailing:
             raise DatasetError(f"{file_name}: unexpected data after the {size} {what} the header declares")
-    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
+    return np.frombuffer(bytearray(data), dtype=np.uint8).reshape(shape)  # writable, as torch wants
 
 
 def _read_exactly_or_less(stream: BinaryIO, file_name: str) -> bytes:

@@ -1,14 +1,23 @@
 """Who answers "what is the right σ for this example?": a simulated oracle (Eq. 7) or a table.
 
 The simulated oracle stands in for a person with a reference classifier F_o trained on the
-clean training data with strong noise augmentation:
+clean training data with strong noise augmentation (every level of the ladder):
 
-    σ_o(x, y) = the highest ladder level σ with  P_ε[ F_o(clip(x + σ·ε, 0, 1)) = y ] ≥ τ,
+    σ_o(x, y) = the highest ladder level σ with  P_ε[ F_o(clip(x + σ·ε, 0, 1)) = y ] ≥ τ.
 
-the probability estimated from K draws of ε. Each example's K noise fields are fixed by
-(seed, example index) and reused at every level tried (common random numbers), so the
-estimated accuracy curve is smooth in σ and the answer never depends on which other
-examples are asked at the same time.
+The paper asks for a "sufficiently large" τ (its example: 99.73 %); the default here is 0.95.
+Each level is decided by a sequential test instead of a fixed number of draws: noisy copies are
+drawn in doubling looks (32, 64, 128, ... up to `max_draws`); after each look the one-sided
+Clopper-Pearson bounds of the accuracy at confidence 1 - δ/L (L looks, a union bound, so each
+kind of error has probability at most δ = 1 - `confidence`) decide it: *accept* when the lower
+bound clears τ, *reject* when the upper bound falls below τ. A clear case stops after 32 draws;
+a level whose accuracy sits right at τ draws up to `max_draws` and is then decided by the
+observed rate. Accepting at all needs enough draws: with every copy right, n ≥ ln(δ/L) / ln(τ)
+(τ = 0.95, δ = 0.05: 112, so 128; τ = 0.997: 1,920, so raise `max_draws` to 2,048 or more).
+
+Each example's noise fields are fixed by (seed, example index, block of draws) and reused at
+every level tried (common random numbers), so the estimated accuracy curve is smooth in σ and
+the answer never depends on which other examples are asked at the same time.
 
 Search: bisection over the ladder, which assumes accuracy falls as σ grows (true in
 expectation for noise). It returns a level that passes whose next level up fails. Fallbacks:
@@ -22,32 +31,34 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 import torch
+from scipy import stats
 from torch import nn
 
 from aqpl.ladder import LADDER_MAX_INDEX, LADDER_MIN_INDEX, LADDER_STEP
 from worker.ml.checkpoints import load_checkpoint, read_checkpoint_metadata, save_checkpoint
-from worker.ml.device import uses_cuda_fast_path
+from worker.ml.device import cpu_has_fast_bf16, uses_cuda_fast_path
 from worker.ml.models import ModelSpec, build_model
 from worker.ml.noise import derive_seed
 from worker.ml.training import TrainConfig, train_model
 
-DEFAULT_THRESHOLD = (
-    0.8  # τ: "recognisable" = F_o right on at least 80 % of noisy copies, a confident majority
-)
-DEFAULT_DRAWS = 64  # K: standard error of the estimated accuracy ≤ 0.05 at τ = 0.8
+DEFAULT_THRESHOLD = 0.95  # τ: F_o right on at least 95 % of noisy copies ("sufficiently large", Eq. 7)
+DEFAULT_CONFIDENCE = 0.95  # 1 - δ: each wrong accept or reject has probability ≤ 5 % (union over looks)
+DEFAULT_MIN_DRAWS = 32  # first look; also the block of noise fields drawn per (example, block) seed
+DEFAULT_MAX_DRAWS = 1024  # last look; decides by the observed rate if the bounds have not by then
 # F_o trains with each example at a level drawn uniformly from the whole ladder, so that it
 # has seen every level it will be asked about (strong augmentation, Eq. 7's premise).
 REFERENCE_SIGMA_RANGE = (LADDER_MIN_INDEX, LADDER_MAX_INDEX)
 SEARCH_METHODS = ("bisection", "scan")
-_ORACLE_BATCH_CPU = 2048  # noisy images per forward pass
+_ORACLE_BATCH_CPU = 256  # noisy images per forward pass: activations stay in cache (as scoring)
 _ORACLE_BATCH_CUDA = 16384
+_NOISY_IMAGES_PER_CHUNK = 8192  # noisy copies assembled at once (bounds memory), classified in batches
 
 Progress = Callable[[int, int], None]
 
@@ -74,8 +85,64 @@ class TableOracle:
         return np.array([self._answers[int(i)] for i in np.asarray(indices).tolist()], dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class SequentialTest:
+    """Decides "is the accuracy at this level ≥ τ?" from doubling looks (see the module docstring)."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    confidence: float = DEFAULT_CONFIDENCE
+    min_draws: int = DEFAULT_MIN_DRAWS
+    max_draws: int = DEFAULT_MAX_DRAWS
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"threshold τ must be in (0, 1], got {self.threshold}")
+        if not 0.0 < self.confidence < 1.0:
+            raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
+        if self.min_draws < 1 or self.max_draws < self.min_draws:
+            raise ValueError(
+                f"draws need 1 <= min_draws <= max_draws, got {self.min_draws} and {self.max_draws}"
+            )
+
+    @property
+    def looks(self) -> tuple[int, ...]:
+        """Draw counts at which the bounds are checked: min_draws doubling, ending at max_draws."""
+        counts = [self.min_draws]
+        while counts[-1] < self.max_draws:
+            counts.append(min(2 * counts[-1], self.max_draws))
+        return tuple(counts)
+
+    @property
+    def delta_per_look(self) -> float:
+        return (1.0 - self.confidence) / len(self.looks)
+
+    def bounds(
+        self, successes: npt.NDArray[np.int64], draws: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """One-sided Clopper-Pearson lower and upper bounds at 1 - delta_per_look each."""
+        delta = self.delta_per_look
+        x = successes.astype(np.float64)
+        n = draws.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lower = np.where(x > 0, stats.beta.ppf(delta, x, n - x + 1), 0.0)
+            upper = np.where(x < n, stats.beta.ppf(1.0 - delta, x + 1, n - x), 1.0)
+        return np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+
+    def verdict(
+        self, successes: npt.NDArray[np.int64], draws: npt.NDArray[np.int64], *, last_look: bool
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """(decided, passes) per case: bounds decide; at the last look the observed rate does."""
+        lower, upper = self.bounds(successes, draws)
+        accept = lower >= self.threshold
+        reject = upper < self.threshold
+        if last_look:
+            rate_passes = successes >= self.threshold * draws - 1e-9  # n·τ right counts as reaching τ
+            return np.ones_like(accept), accept | (~reject & rate_passes)
+        return accept | reject, accept
+
+
 class SimulatedOracle:
-    """Eq. 7 with reference classifier F_o, threshold τ and K draws per level (see module docstring)."""
+    """Eq. 7 with reference classifier F_o, decided level by level with a `SequentialTest`."""
 
     def __init__(
         self,
@@ -85,31 +152,32 @@ class SimulatedOracle:
         *,
         device: torch.device,
         seed: int,
-        threshold: float = DEFAULT_THRESHOLD,
-        draws: int = DEFAULT_DRAWS,
+        test: SequentialTest | None = None,
         search: str = "bisection",
         batch_size: int | None = None,
     ) -> None:
-        if not 0.0 < threshold <= 1.0:
-            raise ValueError(f"threshold τ must be in (0, 1], got {threshold}")
-        if draws < 1:
-            raise ValueError(f"draws K must be >= 1, got {draws}")
         if search not in SEARCH_METHODS:
             raise ValueError(f"search must be one of {', '.join(SEARCH_METHODS)}, got {search!r}")
         if len(images_uint8_nhwc) != len(labels):
             raise ValueError(f"{len(images_uint8_nhwc)} images but {len(labels)} labels")
-        self.reference = reference.to(device).eval()
+        # Channels-last, and bf16 on CUDA and on CPUs with native bf16: the arithmetic scoring uses.
+        self.use_bf16 = uses_cuda_fast_path(device) or (device.type == "cpu" and cpu_has_fast_bf16())
+        self.reference = reference.to(device).eval().to(memory_format=torch.channels_last)
         self.images = images_uint8_nhwc
         self.labels = np.asarray(labels, dtype=np.int64)
         self.device = device
         self.seed = seed
-        self.threshold = threshold
-        self.draws = draws
+        self.test = test or SequentialTest()
         self.search = search
         self.batch_size = batch_size or (
             _ORACLE_BATCH_CUDA if uses_cuda_fast_path(device) else _ORACLE_BATCH_CPU
         )
         self.forward_passes = 0  # noisy images classified so far, for cost reports
+        self.levels_decided = 0  # (example, level) decisions made so far: passes / decisions = mean draws
+
+    @property
+    def threshold(self) -> float:
+        return self.test.threshold
 
     def answer(self, indices: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         indices = np.asarray(indices, dtype=np.int64)
@@ -117,76 +185,99 @@ class SimulatedOracle:
             return np.zeros(0, dtype=np.int64)
         if indices.min() < 0 or indices.max() >= len(self.images):
             raise IndexError(f"example indices must be in 0..{len(self.images) - 1}")
-        answers = np.zeros(len(indices), dtype=np.int64)
-        # Chunks of examples whose K copies fit in a batch; answers depend only on (seed, index).
-        per_chunk = max(1, self.batch_size // self.draws)
-        for begin in range(0, len(indices), per_chunk):
-            answers[begin : begin + per_chunk] = self._answer_chunk(indices[begin : begin + per_chunk])
-        return answers
-
-    @torch.inference_mode()
-    def _answer_chunk(self, indices: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        clean = torch.from_numpy(np.ascontiguousarray(self.images[indices])).to(self.device)
-        clean = clean.permute(0, 3, 1, 2).float().div_(255.0)  # (n, C, H, W)
-        labels = torch.from_numpy(self.labels[indices]).to(self.device)
-        generator = torch.Generator(device=self.device)
-        noise_fields = []
-        for index in indices.tolist():
-            generator.manual_seed(derive_seed(self.seed, index))
-            noise_fields.append(
-                torch.randn((self.draws, *clean.shape[1:]), generator=generator, device=self.device)
-            )
-        epsilon = torch.stack(noise_fields, dim=1)  # (K, n, C, H, W)
-
-        def passes(levels: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            """Whether F_o is right on ≥ τ of the K copies of examples `rows` at their `levels`."""
-            sigmas = levels.to(torch.float32).mul(LADDER_STEP).view(1, -1, 1, 1, 1)
-            noisy = (clean[rows].unsqueeze(0) + sigmas * epsilon[:, rows]).clamp_(0.0, 1.0)
-            predictions = self._classify(noisy.reshape(-1, *clean.shape[1:])).view(self.draws, -1)
-            accuracy = (predictions == labels[rows].unsqueeze(0)).float().mean(dim=0)
-            return accuracy >= self.threshold - 1e-9  # K·τ correct counts as reaching τ
-
         count = len(indices)
-        all_rows = torch.arange(count, device=self.device)
         if self.search == "scan":
-            best = torch.zeros(count, dtype=torch.int64, device=self.device)
+            best = np.zeros(count, dtype=np.int64)
             for level in range(LADDER_MIN_INDEX, LADDER_MAX_INDEX + 1):
-                ok = passes(torch.full((count,), level, device=self.device), all_rows)
-                best = torch.where(ok, level, best)
-            return best.cpu().numpy()
-
-        low = torch.full((count,), LADDER_MIN_INDEX, dtype=torch.int64, device=self.device)
-        high = torch.full((count,), LADDER_MAX_INDEX, dtype=torch.int64, device=self.device)
-        clean_ok = passes(low, all_rows)
-        top_ok = passes(high, all_rows)
-        answer = torch.where(top_ok, high, low)  # fallbacks: 90 if the top passes, 0 if clean fails
+                ok = self._passes(indices, np.full(count, level, dtype=np.int64))
+                best = np.where(ok, level, best)
+            return best
+        low = np.full(count, LADDER_MIN_INDEX, dtype=np.int64)
+        high = np.full(count, LADDER_MAX_INDEX, dtype=np.int64)
+        clean_ok = self._passes(indices, low)
+        top_ok = self._passes(indices, high)
+        answer = np.where(top_ok, high, low)  # fallbacks: 90 if the top passes, 0 if clean fails
         searching = clean_ok & ~top_ok
         # Invariant while searching: `low` passes, `high` fails; stop when they are neighbours.
         while True:
-            rows = torch.nonzero(searching & (high - low > 1)).flatten()
-            if len(rows) == 0:
+            rows = np.flatnonzero(searching & (high - low > 1))
+            if rows.size == 0:
                 break
             middle = (low[rows] + high[rows]) // 2
-            ok = passes(middle, rows)
-            low[rows] = torch.where(ok, middle, low[rows])
-            high[rows] = torch.where(ok, high[rows], middle)
-        answer = torch.where(searching, low, answer)
-        return answer.cpu().numpy()
+            ok = self._passes(indices[rows], middle)
+            low[rows] = np.where(ok, middle, low[rows])
+            high[rows] = np.where(ok, high[rows], middle)
+        return np.where(searching, low, answer)
+
+    def _passes(
+        self, examples: npt.NDArray[np.int64], levels: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        """The sequential test's verdict for each (example, level) pair."""
+        count = len(examples)
+        successes = np.zeros(count, dtype=np.int64)
+        draws = np.zeros(count, dtype=np.int64)
+        decided = np.zeros(count, dtype=np.bool_)
+        passes = np.zeros(count, dtype=np.bool_)
+        looks = self.test.looks
+        for look_index, target in enumerate(looks):
+            rows = np.flatnonzero(~decided)
+            if rows.size == 0:
+                break
+            drawn = int(draws[rows[0]])  # every undecided case has had the same looks
+            successes[rows] += self._count_correct(examples[rows], levels[rows], drawn, target)
+            draws[rows] = target
+            now_decided, now_passes = self.test.verdict(
+                successes[rows], draws[rows], last_look=look_index == len(looks) - 1
+            )
+            decided[rows] = now_decided
+            passes[rows] = now_passes
+        self.levels_decided += count
+        return passes
+
+    def _noise(self, example: int, begin: int, end: int, shape: tuple[int, ...]) -> torch.Tensor:
+        """Draws begin..end-1 of one example's fixed noise fields, made block by block."""
+        block = self.test.min_draws
+        fields = []
+        generator = torch.Generator(device=self.device)
+        for block_index in range(begin // block, (end - 1) // block + 1):
+            generator.manual_seed(derive_seed(self.seed, example, block_index))
+            fields.append(torch.randn((block, *shape), generator=generator, device=self.device))
+        first = (begin // block) * block
+        return torch.cat(fields)[begin - first : end - first]
+
+    @torch.inference_mode()
+    def _count_correct(
+        self, examples: npt.NDArray[np.int64], levels: npt.NDArray[np.int64], begin: int, end: int
+    ) -> npt.NDArray[np.int64]:
+        """How many of draws begin..end-1 of each example F_o classifies right at its level."""
+        new_draws = end - begin
+        per_chunk = max(1, _NOISY_IMAGES_PER_CHUNK // new_draws)
+        counts = np.zeros(len(examples), dtype=np.int64)
+        for start in range(0, len(examples), per_chunk):
+            chunk = examples[start : start + per_chunk]
+            clean = torch.from_numpy(np.ascontiguousarray(self.images[chunk])).to(self.device)
+            clean = clean.permute(0, 3, 1, 2).float().div_(255.0)  # (n, C, H, W)
+            shape = tuple(clean.shape[1:])
+            epsilon = torch.stack([self._noise(int(e), begin, end, shape) for e in chunk.tolist()])
+            sigmas = torch.from_numpy(levels[start : start + per_chunk].astype(np.float32) * LADDER_STEP)
+            sigmas = sigmas.to(self.device).view(-1, 1, 1, 1, 1)
+            noisy = (clean.unsqueeze(1) + sigmas * epsilon).clamp_(0.0, 1.0)  # (n, draws, C, H, W)
+            predictions = self._classify(noisy.reshape(-1, *shape)).view(len(chunk), new_draws)
+            labels = torch.from_numpy(self.labels[chunk]).to(self.device).unsqueeze(1)
+            counts[start : start + len(chunk)] = (predictions == labels).sum(dim=1).cpu().numpy()
+        return counts
 
     def _classify(self, images: torch.Tensor) -> torch.Tensor:
-        use_fast_path = uses_cuda_fast_path(self.device)
         predictions = []
         for begin in range(0, len(images), self.batch_size):
-            batch = images[begin : begin + self.batch_size]
-            if use_fast_path:  # ---- CUDA only: channels-last + bf16 autocast ----
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_fast_path):
+            batch = images[begin : begin + self.batch_size].contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
                 predictions.append(self.reference(batch).argmax(dim=1))
         self.forward_passes += len(images)
         return torch.cat(predictions)
 
 
-def _fingerprint(
+def reference_fingerprint(
     spec: ModelSpec,
     images: npt.NDArray[np.uint8],
     labels: npt.NDArray[np.integer],
@@ -225,7 +316,7 @@ def train_reference_classifier(
     With `checkpoint_path`, a checkpoint made from the same data, spec, config and levels is
     loaded instead of retraining; otherwise the trained model is saved there.
     """
-    fingerprint = _fingerprint(spec, images_uint8_nhwc, labels, config, sigma_range)
+    fingerprint = reference_fingerprint(spec, images_uint8_nhwc, labels, config, sigma_range)
     if checkpoint_path is not None and checkpoint_path.exists():
         metadata = read_checkpoint_metadata(checkpoint_path)
         if metadata.get("reference_fingerprint") == fingerprint:

@@ -51,7 +51,7 @@ def aggregate(round_id: int) -> None:
         for query in queries:
             values = answers.get(query.id, [])
             if not values:
-                continue  # nobody answered before the close: the example keeps its σ
+                continue  # nobody answered before the close: σ stays, a later round may ask again
             query.result_sigma_index = median_on_ladder(values)
             query.result_mad = median_absolute_deviation(values)
             example = examples[query.example_id]

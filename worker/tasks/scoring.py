@@ -17,7 +17,7 @@ from backend import storage
 from backend.checkpoints.repository import of_round_number
 from backend.models import Example, Project, Query, QuerySide, Round, RoundState, Score, Split
 from backend.models._types import utcnow
-from backend.rounds.repository import queried_before
+from backend.rounds.repository import answered_before
 from backend.rounds.service import close_round
 from worker import pipeline
 from worker.celery_app import app
@@ -136,7 +136,8 @@ def _select_and_open(session: Session, round_: Round, project: Project, config: 
     example_ids = np.array([row[0] for row in rows], dtype=np.int64)
     sigma_before = np.array([row[1] for row in rows], dtype=np.int64)
     values = np.array([row[2:] for row in rows], dtype=np.float64).reshape(-1, 3)
-    earlier = queried_before(session, project.id, round_.number)
+    # Only answered queries exclude their example: one that closed unanswered may be asked again.
+    earlier = answered_before(session, project.id, round_.number)
     already_queried = np.array([example_id in earlier for example_id in example_ids.tolist()], dtype=np.bool_)
     chosen = pipeline.select_queries(
         config, round_.number, values[:, 0].copy(), values[:, 1].copy(), values[:, 2].copy(), already_queried
@@ -160,5 +161,5 @@ def _select_and_open(session: Session, round_: Round, project: Project, config: 
     round_.annotating_at = utcnow()
     round_.progress = {"step": RoundState.annotating.value, "done": 0, "total": overlap * len(chosen)}
     session.flush()
-    if not chosen:  # every example was queried before: nothing to ask, go on to retraining
+    if not chosen:  # every example was answered before: nothing to ask, go on to retraining
         close_round(session, round_, closed_by=None)
