@@ -385,3 +385,20 @@ def test_simulate_writes_comparisons_and_diagnostics_and_picks_mnist_c(tmp_path:
         "AQPL vs Random on Gaussian noise at 12 queries" in markdown
         or "Random on Gaussian noise by" in markdown
     )
+
+
+def test_parallel_seeds_give_the_same_results_as_one_process(tiny_npz: Path, tmp_path: Path) -> None:
+    """--jobs 2 runs each seed in its own process (one torch thread, inputs from the cache): same numbers."""
+    from worker.ml.simulate.loop import run_simulation
+
+    config = _tiny_config(tiny_npz, seeds=(0, 1), cache_dir=tmp_path / "cache")
+    serial = run_simulation(config, progress=False).results
+    parallel = run_simulation(config, progress=False, jobs=2).results
+    assert parallel["timing"]["jobs"] == 2
+    assert [seed["seed"] for seed in parallel["per_seed"]] == [0, 1]
+    for together, alone in zip(parallel["per_seed"], serial["per_seed"], strict=True):
+        # The oracle's cost differs (in one process seed 1 reuses seed 0's answers); its answers do not.
+        assert together.pop("oracle")["examples_answered"] == alone.pop("oracle")["examples_answered"]
+        assert together == alone
+    with pytest.raises(ValueError, match="need a cache_dir"):
+        run_simulation(_tiny_config(tiny_npz), progress=False, jobs=2)
