@@ -66,31 +66,15 @@ from scipy.ndimage import gaussian_filter, map_coordinates
 from scipy.ndimage import zoom as scipy_zoom
 from skimage.color import hsv2rgb, rgb2hsv
 
+from aqpl.corruption_names import CORRUPTION_NAMES
+from aqpl.corruption_names import CORRUPTION_SEVERITIES as LEVELS
+
 SUITE_NAME = "cifar10-c"
 IMPLEMENTATION_VERSION = 1  # bump when outputs change (it keys the cache)
 
 _SIDE = 32  # CIFAR's image side: the reference hard-codes it (plasma map, glass scan, reshapes)
-_SEVERITY_LEVELS = (1, 2, 3, 4, 5)
-CORRUPTION_SEVERITIES: dict[str, tuple[int, ...]] = {
-    name: _SEVERITY_LEVELS
-    for name in (
-        "gaussian_noise",
-        "shot_noise",
-        "impulse_noise",
-        "defocus_blur",
-        "glass_blur",
-        "motion_blur",
-        "zoom_blur",
-        "snow",
-        "frost",
-        "fog",
-        "brightness",
-        "contrast",
-        "elastic_transform",
-        "pixelate",
-        "jpeg_compression",
-    )
-}
+# CIFAR-10-C's 15 names are ImageNet-C's common corruptions, in the same order, each at severities 1..5.
+CORRUPTION_SEVERITIES: dict[str, tuple[int, ...]] = {name: LEVELS for name in CORRUPTION_NAMES}
 _NAMES = tuple(CORRUPTION_SEVERITIES)
 
 Uint8Image = npt.NDArray[np.uint8]
