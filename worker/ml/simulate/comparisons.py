@@ -235,26 +235,36 @@ def describe(comparison: Comparison, *, a_label: str, b_label: str, metric_label
         )
     evidence = f"{_p_text(c.p_value)}, {c.n_seeds} seeds"
     low, high = c.ci95
+    # Differences of a few hundredths of a point would all read "0.0": give them a second decimal.
+    digits = 2 if max(abs(low), abs(high)) < 0.005 else 1
+
+    def points(fraction: float) -> str:
+        return _in_points(fraction, digits)
+
     if low > 0.0:
         return (
-            f"{a_label} beats {b_label} on {metric_label} by {_points(c.mean)} points "
-            f"[{_points(low)}, {_points(high)}]{at} ({evidence})"
+            f"{a_label} beats {b_label} on {metric_label} by {points(c.mean)} points "
+            f"[{points(low)}, {points(high)}]{at} ({evidence})"
         )
     if high < 0.0:
         return (
-            f"{b_label} beats {a_label} on {metric_label} by {_points(-c.mean)} points "
-            f"[{_points(-high)}, {_points(-low)}]{at} ({evidence})"
+            f"{b_label} beats {a_label} on {metric_label} by {points(-c.mean)} points "
+            f"[{points(-high)}, {points(-low)}]{at} ({evidence})"
         )
     return (
         f"{a_label} vs {b_label} on {metric_label}{at}: no difference detectable "
-        f"({_points(c.mean)} [{_points(low)}, {_points(high)}], {evidence})"
+        f"({points(c.mean)} [{points(low)}, {points(high)}], {evidence})"
     )
 
 
 def _points(fraction: float) -> str:
-    """Accuracy fraction as points with one decimal and a true minus sign; never "−0.0"."""
-    value = round(fraction * 100.0, 1) + 0.0  # + 0.0 turns -0.0 into 0.0
-    return f"{value:.1f}".replace("-", MINUS)
+    return _in_points(fraction, 1)
+
+
+def _in_points(fraction: float, digits: int) -> str:
+    """Accuracy fraction as points with `digits` decimals and a true minus sign; never "−0.0"."""
+    value = round(fraction * 100.0, digits) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return f"{value:.{digits}f}".replace("-", MINUS)
 
 
 def _p_text(p_value: float) -> str:
