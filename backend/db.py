@@ -24,21 +24,42 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-POOL_SIZE = 10  # connections each API process keeps open (plus up to 20 more under bursts)
+POOL_SIZE = 10  # connections a process keeps open (plus up to 20 more under bursts); the API's: settings
 
 
-def create_db_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for PostgreSQL (psycopg 3) or SQLite, tuned for many short transactions."""
+def create_db_engine(
+    url: str,
+    *,
+    pool_size: int = POOL_SIZE,
+    max_overflow: int = 20,
+    pool_timeout: float = 30.0,
+    **kwargs: Any,
+) -> Engine:
+    """An engine for PostgreSQL (psycopg 3) or SQLite, tuned for many short transactions.
+
+    `pool_timeout`: seconds a checkout waits for a free connection before `sqlalchemy.exc.TimeoutError`
+    (the API answers it with 503 and Retry-After).
+    """
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
             # 30 s: a writer waits for the lock instead of failing while another commits.
             connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
             **kwargs,
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=20, **kwargs)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        **kwargs,
+    )
 
 
 def warm_pool(engine: Engine, connections: int = POOL_SIZE) -> bool:
@@ -81,9 +102,12 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """The one commit point: commit when the block succeeds, roll back when it raises."""
-    session = factory()
+def unit_of_work(factory: sessionmaker[Session], bind: Connection | None = None) -> Iterator[Session]:
+    """The one commit point: commit when the block succeeds, roll back when it raises.
+
+    `bind`: a connection already checked out, for several units in a row without a checkout each.
+    """
+    session = factory() if bind is None else factory(bind=bind)
     try:
         yield session
         session.commit()

@@ -9,9 +9,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.requests import ClientDisconnect
+
+from backend.admission import BUSY_MESSAGE
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,14 @@ class PayloadTooLarge(DomainError):
     status_code = 413
 
 
+class ClientGone(Exception):
+    """The client closed its connection before its answer was ready: the work stops, nothing commits."""
+
+
+# nginx's "client closed request": only logs and metrics see it, the client is gone.
+CLIENT_CLOSED_REQUEST = 499
+
+
 def _json_safe(value: Any) -> Any:
     """Validation errors echo the bad input; NaN and infinity have no JSON form, so they become text."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -76,6 +87,11 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
 
+    @app.exception_handler(ClientGone)
+    @app.exception_handler(ClientDisconnect)  # gone while its body was being read
+    async def _client_gone(_request: Request, _exc: Exception) -> Response:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+
     @app.exception_handler(OperationalError)
     async def _database_down(_request: Request, _exc: OperationalError) -> JSONResponse:
         # No driver message: it can carry host names and credentials.
@@ -84,12 +100,12 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(PoolTimeout)
-    async def _database_busy(_request: Request, _exc: PoolTimeout) -> JSONResponse:
+    async def _database_busy(request: Request, _exc: PoolTimeout) -> JSONResponse:
         # Every pooled connection stayed busy for the pool's timeout: overloaded, not broken.
         return JSONResponse(
-            {"detail": "The server is too busy right now; try again in a moment."},
+            {"detail": BUSY_MESSAGE},
             status_code=503,
-            headers={"Retry-After": "5"},
+            headers={"Retry-After": str(request.app.state.settings.retry_after_seconds)},
         )
 
     @app.exception_handler(DataError)

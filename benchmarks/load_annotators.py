@@ -113,6 +113,7 @@ class Stats:
     replay_mismatches: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     abandoned: int = 0
+    refused: int = 0  # 503 + Retry-After (admission control): waited out and sent again, as the page does
     retried: int = 0
     dropped: int = 0
     transport_errors: int = 0
@@ -254,11 +255,20 @@ def open_queries(engine: Engine, round_id: int) -> int:
 
 
 def start_server(
-    url: str, data_dir: Path, redis_url: str, queue: str, config: LoadConfig, port: int
+    url: str,
+    data_dir: Path,
+    redis_url: str,
+    queue: str,
+    config: LoadConfig,
+    port: int,
+    repo: Path = REPO_ROOT,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
+    """`aqpl serve --no-worker` of the checkout at `repo` (this one, or another worktree)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("AQPL_")}
     env.update(
         {
+            "PYTHONPATH": str(repo),  # the checkout's own packages, not the installed ones
             "AQPL_DATA_DIR": str(data_dir),
             "AQPL_DATABASE_URL": url,
             "AQPL_BROKER_URL": redis_url,
@@ -266,6 +276,7 @@ def start_server(
             "AQPL_LEASE_SECONDS": str(config.lease_seconds),
             "AQPL_LOG_LEVEL": "warning",  # no access log: it would cost CPU the API needs
             "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
         }
     )
     log = (data_dir / "serve.log").open("wb")
@@ -282,7 +293,7 @@ def start_server(
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
-        cwd=REPO_ROOT,
+        cwd=repo,
         start_new_session=True,
     )
     log.close()
@@ -368,6 +379,19 @@ class Simulation:
         )
 
     async def timed(self, client: httpx.AsyncClient, kind: str, url: str, **kwargs: Any) -> httpx.Response:
+        """POST and record; a 503 with Retry-After (the server's admission control) is waited out and
+        the same request sent again, as the annotation page does."""
+        while True:
+            response = await self._timed_once(client, kind, url, **kwargs)
+            retry_after = response.headers.get("retry-after")
+            if response.status_code != 503 or retry_after is None:
+                return response
+            self.stats.refused += 1
+            await asyncio.sleep(float(retry_after) * random.uniform(0.5, 1.5))
+
+    async def _timed_once(
+        self, client: httpx.AsyncClient, kind: str, url: str, **kwargs: Any
+    ) -> httpx.Response:
         started = time.perf_counter()
         response = await client.post(url, **kwargs)
         self.stats.latencies[kind].append(time.perf_counter() - started)
@@ -535,8 +559,11 @@ def verify(engine: Engine, round_id: int, config: LoadConfig, stats: Stats) -> l
             f"{len(stats.replay_mismatches)} replays answered differently: {stats.replay_mismatches[:3]}"
         )
     server_errors = {
-        kind: {s: c for s, c in counts.items() if s >= 500} for kind, counts in stats.statuses.items()
+        kind: {s: c for s, c in counts.items() if s >= 500 and s != 503}
+        for kind, counts in stats.statuses.items()
     }
+    if stats.refused:
+        print(f"note: {stats.refused} requests refused with 503 + Retry-After and sent again")
     if any(server_errors.values()):
         problems.append(f"5xx responses: {server_errors}")
     if stats.unexpected:
@@ -624,6 +651,12 @@ def main() -> int:
     parser.add_argument(
         "--keep-database", action="store_true", help="do not drop the database (to EXPLAIN queries)"
     )
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        default=REPO_ROOT,
+        help="serve (and migrate) this checkout instead, e.g. a `git worktree add /tmp/aqpl-old <commit>`",
+    )
     args = parser.parse_args()
     config = LoadConfig(
         annotators=args.annotators,
@@ -642,7 +675,9 @@ def main() -> int:
     queue = f"aqpl_load_{uuid.uuid4().hex[:8]}"
     problems: list[str] = []
     with (
-        scratch_database(args.server_url, "aqpl_load", keep=args.keep_database) as url,
+        scratch_database(
+            args.server_url, "aqpl_load", keep=args.keep_database, repo=args.repo.resolve()
+        ) as url,
         tempfile.TemporaryDirectory(prefix="aqpl-load-") as tmp,
     ):
         print(f"database {make_url(url).database}; seeding...", flush=True)
@@ -653,7 +688,7 @@ def main() -> int:
         try:
             round_id, annotators = seed(url, settings, config)
             port = free_port()
-            process = start_server(url, data_dir, args.redis_url, queue, config, port)
+            process = start_server(url, data_dir, args.redis_url, queue, config, port, args.repo.resolve())
             print(f"server up on port {port}; {config.annotators} annotators start", flush=True)
             load_before = os.getloadavg()
             cpu_before = cpu_seconds(process.pid)

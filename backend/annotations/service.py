@@ -8,6 +8,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
@@ -15,8 +16,9 @@ from sqlalchemy.orm import Session
 
 from backend.annotations import repository
 from backend.annotations.aggregation import annotator_bias, median_absolute_deviation, median_on_ladder
-from backend.errors import Conflict
-from backend.models import Annotation, AssignmentState, Project, Query, Role, Round, User
+from backend.annotations.repository import StoredAnswer
+from backend.errors import Conflict, NotFound
+from backend.models import Project, Role, User
 from backend.tasks import repository as task_repository
 from backend.tasks import service as task_service
 from backend.tasks.repository import COMPLETE
@@ -24,83 +26,91 @@ from backend.tasks.repository import COMPLETE
 
 @dataclass(frozen=True)
 class Submitted:
-    annotation: Annotation
+    annotation: StoredAnswer
     replayed: bool  # True when the Idempotency-Key had already been used for this task
+    round_id: int
+    asked_one_more: bool = False  # the answers disagreed: the query now needs one more
+    # The round of the query this answer completed, when its project closes rounds by itself: once
+    # this transaction has committed, `backend.rounds.service.close_if_complete` closes it if done.
+    completed_round_id: int | None = None
 
 
 def submit_answer(
     session: Session,
-    annotator: User,
+    annotator_id: int,
     assignment_id: int,
     sigma_index: int,
     seconds: float | None,
     idempotency_key: str,
 ) -> Submitted:
-    """Record the annotator's answer to a task; a replay of the same key returns the first answer."""
+    """Record the annotator's answer to a task; a replay of the same key returns the first answer.
+
+    Locks the task's query row only (never the round's or the project's): answers to different
+    queries never wait for each other. The round's state is read after that lock, so an answer
+    either lands before a lead's close (which locks the round's open queries first) or sees it.
+    """
     now = task_service.now_utc()
-    assignment, query, round_ = task_service.lock_own_task(session, annotator, assignment_id)
-    # Looked up under the query lock: a concurrent retry of the same submit waits and then finds it.
-    earlier = repository.by_idempotency_key(session, annotator.id, idempotency_key)
-    if earlier is not None:
-        if earlier.assignment_id != assignment.id:
-            raise Conflict(f"this Idempotency-Key was already used for task {earlier.assignment_id}")
-        return Submitted(earlier, replayed=True)
-    task_service.ensure_slot(session, assignment, query, round_, now)
-    completes = query.answer_count + 1 >= query.required_answers
-    if completes:
-        # Decide "round complete" one writer at a time, before touching assignments (lock order:
-        # round, query, assignments — the same as closing a round).
-        task_repository.lock_round(session, round_.id, exclusive=True)
-    annotation = Annotation(
-        query_id=query.id,
-        annotator_id=annotator.id,
-        assignment_id=assignment.id,
-        sigma_index=sigma_index,
-        seconds=seconds,
-        idempotency_key=idempotency_key,
+    located = task_repository.lock_task_query(session, assignment_id, annotator_id)
+    if located is None:
+        raise NotFound(f"task {assignment_id} not found")
+    query_id, round_id = located
+    # Read under the query lock: a concurrent retry of the same submit waits and then finds its answer.
+    context = repository.answer_context(session, assignment_id, annotator_id, idempotency_key, now)
+    if context.earlier is not None:
+        if context.earlier.task_id != assignment_id:
+            raise Conflict(f"this Idempotency-Key was already used for task {context.earlier.task_id}")
+        return Submitted(context.earlier, replayed=True, round_id=round_id)
+    problem = task_service.slot_conflict(
+        task_id=assignment_id,
+        task_state=context.task_state,
+        expires_at=context.expires_at,
+        round_number=context.round_number,
+        round_state=context.round_state,
+        query_status=context.query_status,
+        answer_count=context.answer_count,
+        required_answers=context.required_answers,
+        others_live=lambda: context.others_live,
+        now=now,
     )
-    session.add(annotation)
-    assignment.state = AssignmentState.answered
-    query.answer_count += 1
+    if problem is not None:
+        raise Conflict(problem)
     try:
-        session.flush()
+        answer_id = repository.insert_answer(
+            session, query_id, annotator_id, assignment_id, sigma_index, seconds, idempotency_key, now
+        )
     except IntegrityError as error:
         # Only reachable by one annotator reusing a key on two tasks at the same instant.
         raise Conflict("this answer conflicts with another answer of yours; reload the task") from error
-    if completes:
-        project = session.get(Project, round_.project_id)
-        assert project is not None  # foreign key
-        _aggregate_query(session, project, query)
-        if query.status == COMPLETE:
-            _close_round_if_complete(session, project, round_)
-    return Submitted(annotation, replayed=False)
-
-
-def _aggregate_query(session: Session, project: Project, query: Query) -> None:
-    """Median and MAD of the answers; disagreeing answers get one more annotator, else the query is done."""
-    answers = repository.sigma_indices(session, query.id)
-    mad = median_absolute_deviation(answers)
-    threshold = project.config.get("disagreement_threshold")
-    overlap = int(project.config.get("overlap", query.required_answers))
-    if threshold is not None and mad > float(threshold) and query.required_answers <= overlap:
-        query.required_answers += 1
+    repository.mark_answered(session, assignment_id)
+    completed = asked_one_more = False
+    if context.answer_count + 1 >= context.required_answers:
+        answers = [sigma_index] if context.answer_count == 0 else repository.sigma_indices(session, query_id)
+        decided = _aggregate_query(context.project_config, context.required_answers, answers)
+        completed = decided.get("status") == COMPLETE
+        asked_one_more = bool(decided.get("ask_one_more"))
+        repository.count_answer(session, query_id, **decided)
     else:
-        query.status = COMPLETE
-        query.result_sigma_index = median_on_ladder(answers)
-        query.result_mad = mad
-    session.flush()
+        repository.count_answer(session, query_id)
+    answer = StoredAnswer(answer_id, assignment_id, query_id, sigma_index, seconds, now)
+    closes = completed and bool(context.project_config.get("auto_close", True))
+    return Submitted(
+        answer,
+        replayed=False,
+        round_id=round_id,
+        asked_one_more=asked_one_more,
+        completed_round_id=round_id if closes else None,
+    )
 
 
-def _close_round_if_complete(session: Session, project: Project, round_: Round) -> None:
-    """Auto-close: the last answer of the round hands it to aggregation (if the project asks for it)."""
-    if not project.config.get("auto_close", True):
-        return
-    # The round row is locked (exclusive) by the caller, so this count sees every other completion.
-    if task_repository.open_query_count(session, round_.id) > 0:
-        return
-    from backend.rounds.service import close_round  # rounds imports projects; keep this edge lazy
-
-    close_round(session, round_, closed_by=None)
+def _aggregate_query(config: dict[str, Any], required_answers: int, answers: list[int]) -> dict[str, Any]:
+    """Median and MAD of a query's answers once it has them all: the columns to set on the query.
+    Disagreeing answers get one more annotator (once); otherwise the query is complete."""
+    mad = median_absolute_deviation(answers)
+    threshold = config.get("disagreement_threshold")
+    overlap = int(config.get("overlap", required_answers))
+    if threshold is not None and mad > float(threshold) and required_answers <= overlap:
+        return {"ask_one_more": True}
+    return {"status": COMPLETE, "result_sigma_index": median_on_ladder(answers), "result_mad": mad}
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from backend.auth.ratelimit import LoginRateLimiter
-from backend.auth.scopes import ALL_SCOPES, ROLE_SCOPES
+from backend.auth.scopes import ALL_SCOPES, ROLE_SCOPES, effective_scopes
 from backend.errors import Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthorized
 from backend.models import ApiToken, Role, User
 from backend.security import hash_password, new_token, token_digest, verify_password
@@ -155,3 +157,57 @@ def resolve_token(session: Session, plain: str) -> tuple[User, ApiToken] | None:
     if token.last_used_at is None or as_utc(token.last_used_at) < now - LAST_USED_RESOLUTION:
         token.last_used_at = now
     return user, token
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request comes from, as the hot endpoints need it: ids and scopes, no ORM objects."""
+
+    user_id: int
+    role: Role
+    scopes: frozenset[str]  # what the token and the user's role both allow
+
+
+def _caller_statement(*, lock_user: bool) -> Select[*tuple[Any, ...]]:
+    statement = (
+        select(
+            ApiToken.id,
+            ApiToken.scopes,
+            ApiToken.expires_at,
+            ApiToken.revoked_at,
+            ApiToken.last_used_at,
+            User.id,
+            User.role,
+            User.is_active,
+        )
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == bindparam("token_hash"))
+    )
+    return statement.with_for_update(of=User, key_share=True) if lock_user else statement
+
+
+# Built once: constructing a statement costs more CPU than running it (see backend/tasks/repository.py).
+_CALLER = _caller_statement(lock_user=False)
+_CALLER_LOCKING_USER = _caller_statement(lock_user=True)
+_TOKEN_USED = update(ApiToken).where(ApiToken.id == bindparam("token_id"))
+
+
+def resolve_caller(session: Session, plain: str, *, lock_user: bool = False) -> Caller | None:
+    """`resolve_token` in one statement of plain columns; `lock_user` also locks the user's row
+    (FOR NO KEY UPDATE, until commit: one annotator's task requests then run one at a time)."""
+    if not plain:
+        return None
+    statement = _CALLER_LOCKING_USER if lock_user else _CALLER
+    row = session.connection().execute(statement, {"token_hash": token_digest(plain)}).one_or_none()
+    if row is None:
+        return None
+    token_id, scopes, expires_at, revoked_at, last_used_at, user_id, role, is_active = row
+    if revoked_at is not None or not is_active:
+        return None
+    now = datetime.now(UTC)
+    if expires_at is not None and as_utc(expires_at) <= now:
+        return None
+    if last_used_at is None or as_utc(last_used_at) < now - LAST_USED_RESOLUTION:
+        session.connection().execute(_TOKEN_USED, {"token_id": token_id, "last_used_at": now})
+    role = Role(role)
+    return Caller(user_id=int(user_id), role=role, scopes=effective_scopes(role, scopes))

@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Enum, Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import Enum, Float, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.db import Base
@@ -75,6 +75,14 @@ class Query(Base):
         UniqueConstraint("round_id", "example_id"),
         # tasks/next: open queries of a round that still need answers
         Index("ix_queries_round_open", "round_id", "answer_count"),
+        # tasks/next's candidates, oldest first: only the open ones, so that the scan does not walk
+        # past every query answered so far (it grew with the round's progress).
+        Index(
+            "ix_queries_open",
+            "id",
+            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status = 'open'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

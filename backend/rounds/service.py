@@ -6,7 +6,7 @@ States: scoring -> annotating -> aggregating -> training -> evaluating -> publis
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from backend.errors import Conflict, NotFound
@@ -26,6 +26,7 @@ from backend.projects import repository as project_repository
 from backend.projects.service import ensure_can_manage
 from backend.queue import enqueue_after_commit
 from backend.rounds import repository
+from backend.tasks.repository import COMPLETE
 
 # Where retry resumes for each step that can fail: the task that runs it.
 STEP_TASKS = {
@@ -95,36 +96,96 @@ def start_round(session: Session, project: Project, started_by: User | None = No
 def close_round(session: Session, round_: Round, closed_by: User | None = None) -> Round:
     """annotating -> aggregating; the worker aggregates the answers and retrains.
 
-    closed_by None is the automatic close after the last answer: a round that is no longer
-    annotating is then left as it is, so a late duplicate call does no harm.
+    closed_by None is the automatic close (the worker's, when a round has nothing to ask): a round
+    that is no longer annotating is then left as it is, so a late duplicate call does no harm.
     """
-    # A lead's close takes FOR UPDATE, which waits for answers being written (they hold FOR KEY
-    # SHARE on the round). The automatic close runs inside the last answer's transaction, which
-    # already holds FOR NO KEY UPDATE: asking for the same strength never waits on anyone.
-    locked = repository.get(session, round_.id, for_update=True, key_share=closed_by is None)
+    if closed_by is not None and round_.state == RoundState.annotating:
+        # Wait for answers in flight: each holds its query's row lock from before it reads the round's
+        # state until it commits. Lock order: queries (in id order), then the round.
+        open_queries = select(Query.id).where(Query.round_id == round_.id, Query.status != COMPLETE)
+        session.execute(open_queries.order_by(Query.id).with_for_update()).all()
+    locked = repository.get(session, round_.id, for_update=True)
     if locked is None:
         raise NotFound(f"round {round_.id} does not exist")
     if locked.state != RoundState.annotating:
         if closed_by is None:
             return locked
         raise Conflict(f"round {locked.number} is {locked.state.value}, not annotating: it cannot be closed")
-    now = utcnow()
     locked.state = RoundState.aggregating
-    locked.closed_at = now
-    locked.progress = {"step": RoundState.aggregating.value, "done": 0, "total": 1}
-    # Leases still held die with the round: their annotators get other work.
+    locked.closed_at = utcnow()
+    locked.progress = _aggregating_progress()
+    session.flush()
+    _end_annotation(session, locked.id)
+    return locked
+
+
+# Built once (it runs after every answer that completes a query): the open-query probe walks
+# ix_queries_round_open, where open queries (fewer answers) come first.
+_CLOSE_IF_COMPLETE = (
+    update(Round)
+    .where(
+        Round.id == bindparam("round_id"),
+        Round.state == RoundState.annotating,
+        ~exists().where(Query.round_id == Round.id, Query.status != COMPLETE),
+    )
+    .values(state=RoundState.aggregating)
+    .returning(Round.id)
+)
+
+
+def close_if_complete(session: Session, round_id: int) -> bool:
+    """The automatic close: annotating -> aggregating if no query of the round is still open.
+
+    Called after the commit of each answer that completed a query, in a transaction of its own:
+    answers never wait for each other on the round's row, and the last of them (committed after
+    every other completion) sees no open query. One conditional UPDATE decides, so when several
+    see it at once exactly one closes: the others wait for its row lock, then find the round no
+    longer annotating. True when this call closed the round.
+    """
+    parameters = {"round_id": round_id, "closed_at": utcnow(), "progress": _aggregating_progress()}
+    closed = session.connection().execute(_CLOSE_IF_COMPLETE, parameters).scalar()
+    if closed is None:
+        return False
+    _end_annotation(session, round_id)
+    return True
+
+
+def close_finished_rounds(session: Session, project_id: int | None = None) -> list[int]:
+    """Close every annotating round (of the project) that has no open query and closes by itself.
+
+    A safety net for `close_if_complete`, which runs after its answer's commit: had the API process
+    died in between, the round would wait in `annotating` with nothing to ask. `tasks/next` calls
+    this when it has nothing to hand out.
+    """
+    open_queries = exists().where(Query.round_id == Round.id, Query.status != COMPLETE)
+    statement = (
+        select(Round.id, Project.config)
+        .join(Project, Project.id == Round.project_id)
+        .where(Round.state == RoundState.annotating, ~open_queries)
+    )
+    if project_id is not None:
+        statement = statement.where(Round.project_id == project_id)
+    done = [round_id for round_id, config in session.execute(statement) if config.get("auto_close", True)]
+    return [round_id for round_id in done if close_if_complete(session, round_id)]
+
+
+def _aggregating_progress() -> dict[str, object]:
+    return {"step": RoundState.aggregating.value, "done": 0, "total": 1}
+
+
+def _end_annotation(session: Session, round_id: int) -> None:
+    """What follows a close: leases still held die with the round (their annotators get other work),
+    and the aggregation is sent once this transaction commits."""
     session.execute(
         update(Assignment)
         .where(
             Assignment.state == AssignmentState.leased,
-            Assignment.query_id.in_(select(Query.id).where(Query.round_id == locked.id)),
+            Assignment.query_id.in_(select(Query.id).where(Query.round_id == round_id)),
         )
         .values(state=AssignmentState.expired)
         .execution_options(synchronize_session=False)
     )
-    session.flush()
-    enqueue_after_commit(session, "rounds.aggregate", locked.id)
-    return locked
+    enqueue_after_commit(session, "rounds.aggregate", round_id)
 
 
 def retry_round(session: Session, round_: Round) -> Round:

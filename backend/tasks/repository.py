@@ -1,12 +1,35 @@
-"""Queries of annotation task distribution. Lock order everywhere: round, then query, then assignments."""
+"""Queries of annotation task distribution.
+
+Lock order everywhere: the annotator's user row, then query rows (in id order), then the round row,
+then assignments. Answers and leases lock their query only and read its round's state with a fresh
+statement *after* that lock; a lead's close locks every open query of the round before it changes
+the round's state. So either the close waits for an answer in flight, or the answer sees the close
+(docs/access-and-tasks.md). The hot paths (`tasks/next`, submits) read plain row tuples: no ORM
+objects to build, track and flush.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 
 from backend.models import (
@@ -18,71 +41,43 @@ from backend.models import (
     Query,
     Round,
     RoundState,
-    User,
 )
+from backend.models._types import UTCDateTime
 
 OPEN = "open"
 COMPLETE = "complete"
 
 
-def _live(now: datetime) -> ColumnElement[bool]:
-    """A lease that still holds its slot."""
+def _live(now: Any) -> ColumnElement[bool]:
+    """A lease that still holds its slot (`now`: a datetime, or a bound parameter)."""
     return and_(Assignment.state == AssignmentState.leased, Assignment.expires_at > now)
 
 
-def lock_annotator(session: Session, annotator_id: int) -> None:
-    """Serialise one annotator's task requests (two tabs asking at once get one lease, not two).
-
-    FOR NO KEY UPDATE: it does not block the foreign-key checks of the annotator's own inserts.
-    """
-    session.execute(select(User.id).where(User.id == annotator_id).with_for_update(key_share=True))
-
-
-def live_lease(
-    session: Session, annotator_id: int, now: datetime, project_id: int | None, exclude_id: int | None = None
-) -> Assignment | None:
-    """The annotator's unexpired lease on an open query of an annotating round, other than `exclude_id`."""
-    statement = (
-        select(Assignment)
-        .join(Query, Query.id == Assignment.query_id)
-        .join(Round, Round.id == Query.round_id)
-        .where(
-            Assignment.annotator_id == annotator_id,
-            _live(now),
-            Query.status == OPEN,
-            Round.state == RoundState.annotating,
-        )
-        .order_by(Assignment.id)
-        .limit(1)
-    )
-    if project_id is not None:
-        statement = statement.where(Round.project_id == project_id)
-    if exclude_id is not None:
-        statement = statement.where(Assignment.id != exclude_id)
-    return session.scalar(statement)
+# The hot statements are built once, with bound parameters: building a statement and its cache key
+# cost more CPU than executing it (SQLAlchemy memoises the cache key of a statement object).
+_ANNOTATOR: BindParameter[int] = bindparam("annotator_id", type_=Integer)
+_NOW = bindparam("now", type_=UTCDateTime)
+_PROJECT: BindParameter[int] = bindparam("project_id", type_=Integer)
 
 
-def candidate_queries(
-    annotator_id: int, now: datetime, project_id: int | None, exclude: Collection[int]
-) -> Select[int]:
-    """Open queries with a free slot that this annotator never answered, skipped or holds, oldest first.
+@cache
+def _candidate_statement(*, by_project: bool, excluding: bool, skip_locked: bool) -> Select[int]:
+    """Open queries with a free slot that the annotator never answered, skipped or holds, oldest first;
+    the first of them, its row locked until commit.
 
     A free slot: answers + unexpired leases < required answers. An annotator's own expired lease
     does not hide the query from them: they may take the same assignment back.
     """
     live_leases = (
         select(func.count(Assignment.id))
-        .where(Assignment.query_id == Query.id, _live(now))
+        .where(Assignment.query_id == Query.id, _live(_NOW))
         .correlate(Query)
         .scalar_subquery()
     )
     own_blocking = exists().where(
         Assignment.query_id == Query.id,
-        Assignment.annotator_id == annotator_id,
-        or_(
-            Assignment.state.in_([AssignmentState.answered, AssignmentState.skipped]),
-            _live(now),
-        ),
+        Assignment.annotator_id == _ANNOTATOR,
+        or_(Assignment.state.in_([AssignmentState.answered, AssignmentState.skipped]), _live(_NOW)),
     )
     statement = (
         select(Query.id)
@@ -94,11 +89,13 @@ def candidate_queries(
             Query.answer_count + live_leases < Query.required_answers,
         )
         .order_by(Query.id)
+        .limit(1)
+        .with_for_update(of=Query, skip_locked=skip_locked)
     )
-    if project_id is not None:
-        statement = statement.where(Round.project_id == project_id)
-    if exclude:
-        statement = statement.where(Query.id.not_in(exclude))
+    if by_project:
+        statement = statement.where(Round.project_id == _PROJECT)
+    if excluding:
+        statement = statement.where(Query.id.not_in(bindparam("tried", expanding=True)))
     return statement
 
 
@@ -109,81 +106,10 @@ def lock_query(session: Session, query_id: int) -> Query | None:
     )
 
 
-def lock_query_with_round_state(session: Session, query_id: int) -> tuple[Query, RoundState] | None:
-    """The query row, locked until commit and read fresh, with its round's state, in one statement."""
-    round_state = select(Round.state).where(Round.id == Query.round_id).scalar_subquery()
-    row = session.execute(
-        select(Query, round_state)
-        .where(Query.id == query_id)
-        .with_for_update(of=Query)
-        .execution_options(populate_existing=True)
-    ).one_or_none()
-    return None if row is None else (row[0], RoundState(row[1]))
-
-
-def lock_round(session: Session, round_id: int, *, exclusive: bool) -> Round | None:
-    """The round row, read fresh. Shared (FOR KEY SHARE) while writing answers, so a close waits for them;
-    exclusive (FOR NO KEY UPDATE) to decide whether the round is complete, one writer at a time."""
-    statement = select(Round).where(Round.id == round_id).execution_options(populate_existing=True)
-    if exclusive:
-        statement = statement.with_for_update(key_share=True)
-    else:
-        statement = statement.with_for_update(read=True, key_share=True)
-    return session.scalar(statement)
-
-
 def fresh_assignment(session: Session, assignment_id: int) -> Assignment | None:
     return session.scalar(
         select(Assignment).where(Assignment.id == assignment_id).execution_options(populate_existing=True)
     )
-
-
-def locate_own_assignment(session: Session, assignment_id: int, annotator_id: int) -> tuple[int, int] | None:
-    """(query id, round id) of the annotator's assignment; None if it does not exist or is someone else's."""
-    row = session.execute(
-        select(Assignment.query_id, Query.round_id)
-        .join(Query, Query.id == Assignment.query_id)
-        .where(Assignment.id == assignment_id, Assignment.annotator_id == annotator_id)
-    ).one_or_none()
-    return None if row is None else (int(row[0]), int(row[1]))
-
-
-@dataclass(frozen=True)
-class TaskRows:
-    query: Query
-    example: Example
-    round_: Round
-    project: Project
-    answered: int  # answers in the round
-    needed: int  # answers the round needs
-    mine: int  # this annotator's answers in the round
-
-
-def task_rows(session: Session, query_id: int, annotator_id: int) -> TaskRows:
-    """The query with its example, round, project and the round's progress, in one statement."""
-    round_queries = aliased(Query)
-    answered, needed = (
-        select(func.coalesce(func.sum(column), 0))
-        .where(round_queries.round_id == Query.round_id)
-        .correlate(Query)
-        .scalar_subquery()
-        for column in (round_queries.answer_count, round_queries.required_answers)
-    )
-    mine = (
-        select(func.count(Annotation.id))
-        .join(round_queries, round_queries.id == Annotation.query_id)
-        .where(round_queries.round_id == Query.round_id, Annotation.annotator_id == annotator_id)
-        .correlate(Query)
-        .scalar_subquery()
-    )
-    row = session.execute(
-        select(Query, Example, Round, Project, answered, needed, mine)
-        .join(Example, Example.id == Query.example_id)
-        .join(Round, Round.id == Query.round_id)
-        .join(Project, Project.id == Round.project_id)
-        .where(Query.id == query_id)
-    ).one()
-    return TaskRows(row[0], row[1], row[2], row[3], int(row[4]), int(row[5]), int(row[6]))
 
 
 def assignments_of_query(session: Session, query_id: int) -> list[Assignment]:
@@ -197,10 +123,237 @@ def assignments_of_query(session: Session, query_id: int) -> list[Assignment]:
     )
 
 
-def open_query_count(session: Session, round_id: int) -> int:
-    return int(
-        session.scalar(
-            select(func.count(Query.id)).where(Query.round_id == round_id, Query.status != COMPLETE)
+# ---------------------------------------------------------------- hot paths: plain rows
+
+
+@cache
+def _live_lease_statement(*, by_project: bool, excluding: bool) -> Select[int]:
+    statement = (
+        select(Assignment.id)
+        .join(Query, Query.id == Assignment.query_id)
+        .join(Round, Round.id == Query.round_id)
+        .where(
+            Assignment.annotator_id == _ANNOTATOR,
+            _live(_NOW),
+            Query.status == OPEN,
+            Round.state == RoundState.annotating,
         )
-        or 0
+        .order_by(Assignment.id)
+        .limit(1)
     )
+    if by_project:
+        statement = statement.where(Round.project_id == _PROJECT)
+    if excluding:
+        statement = statement.where(Assignment.id != bindparam("exclude_id"))
+    return statement
+
+
+def live_lease_id(
+    session: Session, annotator_id: int, now: datetime, project_id: int | None, exclude_id: int | None
+) -> int | None:
+    """The annotator's unexpired lease on an open query of an annotating round, other than `exclude_id`."""
+    statement = _live_lease_statement(by_project=project_id is not None, excluding=exclude_id is not None)
+    parameters = {
+        "annotator_id": annotator_id,
+        "now": now,
+        "project_id": project_id,
+        "exclude_id": exclude_id,
+    }
+    found = session.connection().execute(statement, parameters).scalar()
+    return None if found is None else int(found)
+
+
+def lock_candidate(
+    session: Session,
+    annotator_id: int,
+    now: datetime,
+    project_id: int | None,
+    tried: Collection[int],
+    *,
+    skip_locked: bool,
+) -> int | None:
+    """The oldest candidate query, its row locked until commit (skipping rows others hold, or waiting)."""
+    statement = _candidate_statement(
+        by_project=project_id is not None, excluding=bool(tried), skip_locked=skip_locked
+    )
+    parameters = {"annotator_id": annotator_id, "now": now, "project_id": project_id, "tried": list(tried)}
+    found = session.connection().execute(statement, parameters).scalar()
+    return None if found is None else int(found)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One assignment of a query, as read under the query's lock."""
+
+    id: int
+    annotator_id: int
+    state: AssignmentState
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class LockedQuery:
+    """A query whose row this transaction holds: counters, its round's state, its assignments."""
+
+    status: str
+    answer_count: int
+    required_answers: int
+    round_state: RoundState
+    leases: list[Lease]
+
+
+_LOCKED_QUERY = (
+    select(
+        Query.status,
+        Query.answer_count,
+        Query.required_answers,
+        Round.state,
+        Assignment.id,
+        Assignment.annotator_id,
+        Assignment.state,
+        Assignment.expires_at,
+    )
+    .join(Round, Round.id == Query.round_id)
+    .outerjoin(Assignment, Assignment.query_id == Query.id)
+    .where(Query.id == bindparam("query_id"))
+)
+
+
+def locked_query(session: Session, query_id: int) -> LockedQuery:
+    """The locked query as it is now, with its round's state and its assignments, in one fresh
+    statement (one that started before another lease committed could not see that lease)."""
+    rows = session.connection().execute(_LOCKED_QUERY, {"query_id": query_id}).all()
+    first = rows[0]
+    return LockedQuery(
+        status=str(first[0]),
+        answer_count=int(first[1]),
+        required_answers=int(first[2]),
+        round_state=RoundState(first[3]),
+        leases=[
+            Lease(int(row[4]), int(row[5]), AssignmentState(row[6]), row[7])
+            for row in rows
+            if row[4] is not None
+        ],
+    )
+
+
+_INSERT_LEASE = insert(Assignment).returning(Assignment.id)
+
+
+def insert_lease(
+    session: Session, query_id: int, annotator_id: int, now: datetime, expires_at: datetime
+) -> int:
+    parameters = {
+        "query_id": query_id,
+        "annotator_id": annotator_id,
+        "state": AssignmentState.leased,
+        "leased_at": now,
+        "expires_at": expires_at,
+    }
+    return int(session.connection().execute(_INSERT_LEASE, parameters).scalar_one())
+
+
+_UPDATE_ASSIGNMENTS = update(Assignment).where(Assignment.id.in_(bindparam("ids", expanding=True)))
+
+
+def update_assignments(session: Session, assignment_ids: Collection[int], **values: Any) -> None:
+    """Set columns of these assignments (their query's row must be locked by this transaction)."""
+    session.connection().execute(_UPDATE_ASSIGNMENTS, {"ids": list(assignment_ids), **values})
+
+
+_LOCK_TASK_QUERY = (
+    select(Query.id, Query.round_id)
+    .join(Assignment, Assignment.query_id == Query.id)
+    .where(Assignment.id == bindparam("assignment_id"), Assignment.annotator_id == _ANNOTATOR)
+    .with_for_update(of=Query)
+)
+
+
+def lock_task_query(session: Session, assignment_id: int, annotator_id: int) -> tuple[int, int] | None:
+    """Lock the query of the annotator's assignment until commit: (query id, round id), or None when
+    the assignment does not exist or is someone else's. Ids only: the rest of the row may be stale."""
+    parameters = {"assignment_id": assignment_id, "annotator_id": annotator_id}
+    row = session.connection().execute(_LOCK_TASK_QUERY, parameters).one_or_none()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """What a task's page shows, as plain values."""
+
+    task_id: int
+    expires_at: datetime
+    query_id: int
+    sigma_index_before: int
+    example_id: int
+    label: int
+    round_id: int
+    round_number: int
+    project_id: int
+    project_name: str
+    class_names: list[str] | None
+    image_shape: list[int] | None
+    config: dict[str, Any]
+    mine: int  # this annotator's answers in the round
+
+
+def _task_view_statement() -> Select[*tuple[Any, ...]]:
+    round_queries = aliased(Query)
+    mine = (
+        select(func.count(Annotation.id))
+        .join(round_queries, round_queries.id == Annotation.query_id)
+        .where(round_queries.round_id == Query.round_id, Annotation.annotator_id == _ANNOTATOR)
+        .correlate(Query)
+        .scalar_subquery()
+    )
+    return (
+        select(
+            Assignment.id,
+            Assignment.expires_at,
+            Query.id,
+            Query.sigma_index_before,
+            Example.id,
+            Example.label,
+            Round.id,
+            Round.number,
+            Project.id,
+            Project.name,
+            Project.class_names,
+            Project.image_shape,
+            Project.config,
+            mine,
+        )
+        .join(Query, Query.id == Assignment.query_id)
+        .join(Example, Example.id == Query.example_id)
+        .join(Round, Round.id == Query.round_id)
+        .join(Project, Project.id == Round.project_id)
+        .where(Assignment.id == bindparam("assignment_id"), Assignment.annotator_id == _ANNOTATOR)
+    )
+
+
+_TASK_VIEW = _task_view_statement()
+_TASK_VIEW_FIELDS = [field.name for field in fields(TaskView)]
+
+
+def task_view(session: Session, assignment_id: int, annotator_id: int) -> TaskView | None:
+    """The annotator's task with its query, example, round, project and their answers in the round, in
+    one statement; None when the task does not exist or is someone else's."""
+    parameters = {"assignment_id": assignment_id, "annotator_id": annotator_id}
+    row = session.connection().execute(_TASK_VIEW, parameters).one_or_none()
+    if row is None:
+        return None
+    view: dict[str, Any] = dict(zip(_TASK_VIEW_FIELDS, row, strict=True))
+    view["mine"] = int(view["mine"])
+    return TaskView(**view)
+
+
+_ROUND_PROGRESS = select(
+    func.coalesce(func.sum(Query.answer_count), 0), func.coalesce(func.sum(Query.required_answers), 0)
+).where(Query.round_id == bindparam("round_id"))
+
+
+def round_progress(session: Session, round_id: int) -> tuple[int, int]:
+    """(answers given, answers needed) in the round: a scan of its queries (O(queries): ~3 ms of
+    PostgreSQL's CPU at 20,000), hence `backend.tasks.progress.RoundProgress`."""
+    answered, needed = session.connection().execute(_ROUND_PROGRESS, {"round_id": round_id}).one()
+    return int(answered), int(needed)

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from backend.auth.scopes import ANNOTATE, CHECKPOINTS_READ, MANAGE
 from backend.auth.service import create_api_token, create_login_token
-from backend.deps import ScopeRequirement, _current_user
+from backend.deps import ScopeCheck, _current_user
 from backend.models import Role
 from tests.api.factories import Api, make_project, make_user, running_api
 from tests.conftest import DatabaseFactory
@@ -111,7 +111,7 @@ def api_routes(app: object) -> list[Route]:
         if not isinstance(context.original_route, APIRoute) or not str(context.path).startswith(API):
             continue
         calls = list(_dependency_calls(context.dependant))
-        scopes = {call.scope for call in calls if isinstance(call, ScopeRequirement)}
+        scopes = {call.scope for call in calls if isinstance(call, ScopeCheck)}
         assert len(scopes) <= 1, f"{context.path} asks for several scopes: {scopes}"
         authenticated = any(call is _current_user for call in calls)
         scope = next(iter(scopes)) if scopes else (AUTHENTICATED_ONLY if authenticated else None)

@@ -24,8 +24,13 @@ from tests.conftest import DatabaseFactory
 def api(
     database_factory: DatabaseFactory, database_kind: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Api]:
-    """One committed database per module and kind (tests make their own users and projects)."""
-    with running_api(database_factory.create(database_kind), tmp_path_factory.mktemp("api")) as api:
+    """One committed database per module and kind (tests make their own users and projects).
+
+    Admission control off in effect: the concurrency tests here want every request at the database at
+    once (tests/api/test_overload.py has the server refuse and the annotators retry)."""
+    with running_api(
+        database_factory.create(database_kind), tmp_path_factory.mktemp("api"), max_requests_in_flight=64
+    ) as api:
         yield api
 
 

@@ -149,6 +149,63 @@ def test_a_lost_answer_is_retried_with_the_same_key_and_the_annotator_is_told(
     assert answers.count(21) == 1, f"the answer is stored once, not per attempt: {answers}"
 
 
+BUSY = {
+    "status": 503,
+    "headers": {"Retry-After": "1", "Content-Type": "application/json"},
+    "body": '{"detail": "The server is too busy right now; try again in a moment."}',
+}
+BUSY_STATUS = (
+    "(() => { const s = document.getElementById('status'); "
+    "return s.dataset.kind === 'busy' && s.textContent })()"
+)
+
+
+def test_a_busy_server_is_waited_out_with_the_same_key_and_a_quiet_note(
+    server: Server, annotator_page: Any, annotating_round: AnnotatingRound
+) -> None:
+    """503 + Retry-After (the server's admission control) on the lease and on the answer: the page waits,
+    says "busy, retrying" quietly, and sends the same request again — the answer with its key."""
+    page = annotator_page
+    leases: list[str] = []
+
+    def busy_on_the_first_lease(route: Any) -> None:
+        leases.append(route.request.url)
+        if len(leases) == 1:
+            route.fulfill(**BUSY)
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/tasks/next*", busy_on_the_first_lease)
+    sign_in(page, server, "ann2")
+    assert wait_for_js(page, BUSY_STATUS, timeout=10).startswith("Busy, retrying")
+    task_id = wait_for_task(page)
+    assert len(leases) >= 2, "the refused lease was asked for again"
+
+    keys: list[str] = []
+
+    def busy_on_the_first_answer(route: Any) -> None:
+        keys.append(route.request.headers["idempotency-key"])
+        if len(keys) == 1:
+            route.fulfill(**BUSY)
+        else:
+            route.continue_()
+
+    page.route(f"**/api/v1/tasks/{task_id}/annotation", busy_on_the_first_answer)
+    for _ in range(13):
+        page.keyboard.press("ArrowRight")
+    page.keyboard.press("Enter")
+    note = wait_for_js(page, BUSY_STATUS, timeout=10)
+    assert note.startswith("Busy, retrying") and "σ = 0.13" in note
+    wait_for_js(page, "document.getElementById('status').textContent.includes('Saved σ = 0.13')", timeout=15)
+    assert len(keys) == 2 and keys[0] == keys[1], "the retry sends the same Idempotency-Key"
+    with server.api("ann2") as api:
+        query_id = api.get(f"/tasks/{task_id}").json()["query_id"]
+    with server.api("lead1") as api:
+        queries = api.get(f"/rounds/{annotating_round.round_id}/queries").json()
+    answers = next(query for query in queries if query["id"] == query_id)["answers"]
+    assert answers.count(13) == 1, f"the answer is stored once: {answers}"
+
+
 def _canvas_grey_levels(page: Any) -> np.ndarray:
     """The canvas sampled at the centre of every enlarged image pixel: H x W x 3."""
     values = page.evaluate(

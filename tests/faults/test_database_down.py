@@ -174,7 +174,10 @@ def test_an_exhausted_connection_pool_is_a_503_not_a_500(tmp_path: Path) -> None
     from backend.app import create_app
     from backend.settings import Settings
 
-    app = create_app(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}"))
+    settings = Settings(
+        data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", retry_after_seconds=3
+    )
+    app = create_app(settings)
     router = APIRouter()
 
     @router.get("/busy")
@@ -185,6 +188,6 @@ def test_an_exhausted_connection_pool_is_a_503_not_a_500(tmp_path: Path) -> None
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.get("/busy")
     assert response.status_code == 503
-    assert response.headers["retry-after"] == "5"
+    assert response.headers["retry-after"] == "3"  # AQPL_RETRY_AFTER_SECONDS
     assert response.json() == {"detail": "The server is too busy right now; try again in a moment."}
     assert "QueuePool" not in response.text

@@ -1,10 +1,12 @@
 import gc
 from pathlib import Path
 
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
 from backend.db import POOL_SIZE, create_db_engine, warm_pool
+from backend.migrate import alembic_config
 from backend.settings import Settings
 from tests.support import free_port
 
@@ -17,7 +19,7 @@ def test_health_reports_database_and_embedded_broker_up(database_url: str, tmp_p
     body = response.json()
     assert body["status"] == "ok"
     assert body["database"]["ok"] is True
-    assert body["database"]["revision"] == "0001"
+    assert body["database"]["revision"] == ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert body["broker"] == {"ok": True, "transport": "filesystem"}
     assert body["versions"]["aqpl"] == "0.1.0"
 

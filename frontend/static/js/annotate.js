@@ -6,12 +6,13 @@
 // the annotator works on this one; an answer is queued and retried with its Idempotency-Key
 // until the server has it, while the next image is already on screen.
 
-import { ApiError, ConnectionLost, describeError, get, post, randomKey, request, sleep } from "./api.js";
+import { ApiError, ConnectionLost, backoffMs, describeError, get, post, randomKey, request, sleep } from "./api.js";
 import { LADDER_MAX_INDEX, LADDER_MIN_INDEX, renderRGBA, sigmaLabel, toUnitFloat } from "./noise_render.js";
 
 const PREVIEW_INDICES = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90];
 const EMPTY_POLL_MS = 5000;
 const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 15000];
+const BUSY_NOTE = "Busy, retrying"; // the server refused with 503 (overloaded): a quiet note, not an error
 const PREVIEW_TARGET_PX = 60;
 const MIN_SCALE_SMALL_IMAGES = 8; // at least 8x for 28-32 px images when the screen allows it
 
@@ -348,12 +349,19 @@ function setStatus(message, kind = "info") {
   elements.status.dataset.kind = kind;
 }
 
-async function loadNext() {
+async function loadNext(attempt = 0) {
   try {
     const loaded = await fetchNextLoaded(null);
+    if (attempt > 0) setStatus("");
     if (loaded) show(loaded);
     else showEmpty();
   } catch (error) {
+    if (error instanceof ApiError && error.busy) {
+      // Overloaded: come back when the server says, a little later each time, and say so quietly.
+      setStatus(`${BUSY_NOTE}…`, "busy");
+      state.emptyTimer = setTimeout(() => loadNext(attempt + 1), backoffMs(attempt, RETRY_DELAYS_MS, error.retryAfter));
+      return;
+    }
     if (error instanceof ConnectionLost) {
       setStatus("Connection lost: trying again in a few seconds…", "warning");
       state.emptyTimer = setTimeout(() => loadNext(), EMPTY_POLL_MS);
@@ -439,6 +447,7 @@ function flushOutbox() {
 }
 
 async function sendWithRetry(answer) {
+  let busy = false; // the last attempt was refused as busy (503), not lost
   for (let attempt = 0; ; attempt++) {
     try {
       await post(
@@ -447,12 +456,21 @@ async function sendWithRetry(answer) {
         { headers: { "Idempotency-Key": answer.key } },
       );
       countOwnAnswer(answer.task);
-      if (attempt > 0) setStatus(`Connection back: your answer σ = ${sigmaLabel(answer.sigmaIndex)} is saved.`, "ok");
+      if (attempt > 0 && !busy) setStatus(`Connection back: your answer σ = ${sigmaLabel(answer.sigmaIndex)} is saved.`, "ok");
       else setStatus(`Saved σ = ${sigmaLabel(answer.sigmaIndex)}.`, "ok");
       return;
     } catch (error) {
+      if (error instanceof ApiError && error.busy) {
+        // Overloaded, not lost: the same answer, with the same key, once the server has had a moment.
+        busy = true;
+        const delay = backoffMs(attempt, RETRY_DELAYS_MS, error.retryAfter);
+        setStatus(`${BUSY_NOTE}: your answer σ = ${sigmaLabel(answer.sigmaIndex)} is kept and sent again in ${Math.round(delay / 1000) || 1} s.`, "busy");
+        await sleep(delay);
+        continue;
+      }
+      busy = false;
       const retryable =
-        error instanceof ConnectionLost || (error instanceof ApiError && [408, 429, 502, 503, 504].includes(error.status));
+        error instanceof ConnectionLost || (error instanceof ApiError && [408, 502, 504].includes(error.status));
       if (!retryable) {
         const reason =
           error instanceof ApiError && error.status === 409

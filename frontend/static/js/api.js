@@ -4,12 +4,28 @@
 export const API = "/api/v1";
 
 export class ApiError extends Error {
-  constructor(status, detail, body) {
+  constructor(status, detail, body, retryAfter = null) {
     super(typeof detail === "string" ? detail : `HTTP ${status}`);
     this.status = status;
     this.detail = detail;
     this.body = body;
+    this.retryAfter = retryAfter; // seconds the server asked us to wait (Retry-After), or null
   }
+
+  /** The server is overloaded, not broken: the same request will do once it has had a moment. */
+  get busy() {
+    return this.status === 503 || this.status === 429;
+  }
+}
+
+/** Retry-After as seconds (the header may also be an HTTP date); null when absent or unreadable. */
+function retryAfterSeconds(response) {
+  const value = response.headers.get("Retry-After");
+  if (!value) return null;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds);
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? null : Math.max(0, (date - Date.now()) / 1000);
 }
 
 /** The fetch itself failed (server down, network lost): worth retrying. */
@@ -56,7 +72,7 @@ export async function request(method, path, { json, body, headers = {}, signal, 
     } catch {
       payload = null;
     }
-    throw new ApiError(response.status, payload?.detail ?? response.statusText, payload);
+    throw new ApiError(response.status, payload?.detail ?? response.statusText, payload, retryAfterSeconds(response));
   }
   if (raw) return response;
   if (response.status === 204) return null;
@@ -101,6 +117,16 @@ export function randomKey() {
 
 export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * How long to wait before attempt `attempt + 1` of a request that failed: at least what the server
+ * asked for (Retry-After), growing with each attempt, with ±25 % jitter so that many pages refused
+ * at the same moment do not all come back at the same moment.
+ */
+export function backoffMs(attempt, delaysMs, retryAfterSeconds = null) {
+  const base = Math.max(delaysMs[Math.min(attempt, delaysMs.length - 1)], (retryAfterSeconds ?? 0) * 1000);
+  return Math.round(base * (0.75 + Math.random() * 0.5));
 }
 
 /** Small DOM helper: h("td", {class: "num"}, "12"). */
