@@ -36,11 +36,36 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=300, ge=10)
     # Largest request body the API accepts, in bytes (uploads included).
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    # Decompressed bytes a dataset may hold (images and labels), checked from its headers by the API
+    # and the worker alike (aqpl.datasets); an upload must also unpack within max_upload_bytes.
+    max_dataset_bytes: int = Field(default=2 * 1024**3, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Seconds before Redis hands an unacknowledged task (its worker died) to another worker.
     # Longer than any step, since a task still running past it is delivered a second time;
     # tests set a few seconds to see a killed worker's task come back.
     broker_visibility_timeout: int = Field(default=6 * 3600, ge=1)
+    # Seconds a worker job may run: past the soft limit it is interrupted and its step fails with a
+    # message; past the hard limit its process is killed and the step fails. Keep soft < hard <
+    # broker_visibility_timeout, so that a job ends before Redis would hand it to another worker.
+    job_soft_time_limit: int = Field(default=5 * 3600, ge=1)
+    job_time_limit: int = Field(default=5 * 3600 + 15 * 60, ge=1)
+    # Times a job whose worker died under it is handed out again before its step is marked failed
+    # (a job that kills its worker every time must not go round for ever).
+    job_max_redeliveries: int = Field(default=2, ge=0)
+    # Requests one API process works on at once; one more is refused at once with 503 and
+    # Retry-After (a queue that grows until clients time out helps nobody). A few per core keep the
+    # CPU busy; each one more adds its service time to everyone's latency and makes the event loop
+    # (which answers the refusals) wait longer for the GIL (docs/load.md). Keep it at or under the
+    # connection pool (size + overflow) and the thread pool (40).
+    max_requests_in_flight: int = Field(default=8, ge=1)
+    # Database connections each API process keeps open, and how many more it may open under bursts.
+    database_pool_size: int = Field(default=10, ge=1)
+    database_pool_overflow: int = Field(default=20, ge=0)
+    # Seconds a request waits for a free connection before it is refused with 503 (a backstop: with
+    # max_requests_in_flight <= pool size + overflow, no request waits for one).
+    database_pool_timeout: float = Field(default=2.0, gt=0)
+    # Seconds a client refused with 503 is told to wait (Retry-After) before trying again.
+    retry_after_seconds: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -61,6 +86,13 @@ class Settings(BaseSettings):
                 )
         elif not secret:
             self.secret_key = SecretStr(_local_secret(self.data_dir))
+        return self
+
+    @model_validator(mode="after")
+    def _check_job_limits(self) -> Settings:
+        # Celery's pool starts the hard limit's clock when the soft one runs out: it must be longer.
+        if self.job_time_limit <= self.job_soft_time_limit:
+            raise ValueError("AQPL_JOB_TIME_LIMIT must be longer than AQPL_JOB_SOFT_TIME_LIMIT")
         return self
 
     @property

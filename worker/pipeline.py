@@ -21,7 +21,7 @@ from aqpl.corruption_names import CORRUPTION_NAMES, CORRUPTION_SEVERITIES
 from aqpl.ladder import LADDER_SIZE
 from worker.ml.checkpoints import CheckpointInfo, load_checkpoint, save_checkpoint
 from worker.ml.corruptions import FALLBACK_SUITE, CorruptionSuite, build_corruption_suite
-from worker.ml.datasets import ImageDataset, load_dataset, stratified_subset
+from worker.ml.datasets import DatasetLimits, ImageDataset, load_dataset, stratified_subset
 from worker.ml.evaluation import evaluate
 from worker.ml.models import ModelSpec, build_model, spec_for_images
 from worker.ml.noise import derive_seed
@@ -50,8 +50,8 @@ def stream_seed(seed: int, stream: int, round_number: int = 0) -> int:
 # Import
 
 
-def import_dataset(config: Mapping[str, Any]) -> ImageDataset:
-    """Read the project's dataset (format, path, limits) as uint8 NHWC arrays."""
+def import_dataset(config: Mapping[str, Any], *, limits: DatasetLimits | None = None) -> ImageDataset:
+    """Read the project's dataset (format, path, subset sizes) as uint8 NHWC arrays, within `limits`."""
     dataset = config["dataset"]
     path = Path(dataset["path"]) if dataset.get("path") else None
     return load_dataset(
@@ -60,6 +60,7 @@ def import_dataset(config: Mapping[str, Any]) -> ImageDataset:
         train_limit=dataset.get("train_limit"),
         test_limit=dataset.get("test_limit"),
         seed=int(config.get("seed", 0)),
+        limits=limits,
     )
 
 

@@ -9,17 +9,18 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from aqpl.datasets import DatasetError, DatasetInfo, DatasetLimits, inspect_dataset
 from aqpl.ladder import index_of
 from backend import storage
 from backend.checkpoints.repository import checkpoint_read
 from backend.errors import Conflict, Forbidden, InvalidInput, NotFound
 from backend.models import Project, ProjectStatus, Role, SigmaSource, Split, User
 from backend.projects import repository
-from backend.projects.dataset_check import check_dataset
 from backend.projects.schemas import (
     ExamplePage,
     ExampleRead,
@@ -76,6 +77,40 @@ def get_managed_project(session: Session, user: User | None, project_id: int) ->
     return project
 
 
+def dataset_limits(settings: Settings, *, upload: bool = False) -> DatasetLimits:
+    """The size limit of a dataset (AQPL_MAX_DATASET_BYTES); an upload must also unpack within its own."""
+    if upload and settings.max_upload_bytes < settings.max_dataset_bytes:
+        return DatasetLimits(settings.max_upload_bytes, "AQPL_MAX_UPLOAD_BYTES")
+    return DatasetLimits(settings.max_dataset_bytes, "AQPL_MAX_DATASET_BYTES")
+
+
+def check_dataset(
+    settings: Settings, dataset_format: str, path: Path, *, upload: bool = False
+) -> DatasetInfo:
+    """422 naming the file and the problem unless `path` reads as a `dataset_format` dataset.
+
+    The worker's own reader (aqpl.datasets) in its header mode, with the worker's limit: what passes
+    here does not fail there for its format or size. It never reads a file through a link that leaves
+    the import root, and names files relative to the dataset (server paths stay private).
+    """
+    assert settings.import_root is not None  # filled by Settings' validator
+    root = settings.import_root.resolve()
+
+    def inside_root(file: Path) -> None:
+        resolved = file.resolve()
+        if resolved != root and root not in resolved.parents:
+            shown = file.relative_to(path).as_posix() if file.is_relative_to(path) else file.name
+            raise InvalidInput(f"{shown}: a link that points outside the import root; copy the file instead")
+
+    try:
+        return inspect_dataset(
+            dataset_format, path, limits=dataset_limits(settings, upload=upload), guard=inside_root
+        )
+    except DatasetError as error:
+        message = str(error).replace(f"{path}/", "").replace(str(path), path.name)
+        raise InvalidInput(message) from error
+
+
 def project_config(settings: Settings, body: ProjectCreate) -> dict[str, Any]:
     """The stored configuration: the request minus the name, σ as a ladder index, the path resolved."""
     config = body.model_dump(exclude={"name"})
@@ -83,7 +118,7 @@ def project_config(settings: Settings, body: ProjectCreate) -> dict[str, Any]:
     if dataset["format"] in FORMATS_WITH_PATH:
         if dataset["path"] is not None:
             path = storage.resolve_import_path(settings, dataset["path"])
-            check_dataset(dataset["format"], path, settings.import_root or path)
+            check_dataset(settings, dataset["format"], path)
             dataset["path"] = str(path)
     elif dataset["path"] is not None:
         raise InvalidInput(f"dataset format {dataset['format']!r} takes no path")
@@ -125,7 +160,7 @@ def attach_upload(session: Session, settings: Settings, project: Project, stored
     """Point an awaiting project at an uploaded dataset (stored under the import root) and import it."""
     ensure_awaiting_upload(project)
     path = storage.resolve_import_path(settings, stored_path)
-    check_dataset(project.config["dataset"]["format"], path, settings.import_root or path)
+    check_dataset(settings, project.config["dataset"]["format"], path, upload=True)
     config = dict(project.config)
     config["dataset"] = {**config["dataset"], "path": str(path)}
     project.config = config

@@ -707,8 +707,8 @@ def test_a_bad_project_body_is_a_422_and_makes_nothing(
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE_FOLDERS = ("aqpl", "backend", "worker", "migrations", "benchmarks", "frontend")
 # The one place allowed to run a pickle machine: CIFAR-10 ships as pickles, read by an unpickler
-# whose find_class imports nothing (worker/ml/datasets.py, _RestrictedUnpickler).
-RESTRICTED_CIFAR_READER = "worker/ml/datasets.py"
+# whose find_class imports nothing (aqpl/datasets/cifar10.py, _RestrictedUnpickler).
+RESTRICTED_CIFAR_READER = "aqpl/datasets/cifar10.py"
 UNPICKLING = {
     "torch.load": re.compile(r"\btorch\s*\.\s*(jit\s*\.\s*)?load\s*\("),
     "pickle": re.compile(

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from tests.conftest import SHARED_DATA
@@ -19,7 +18,6 @@ from worker.ml.datasets import (
     ImageDataset,
     load_dataset,
     stratified_subset,
-    to_tensor,
 )
 
 # ---------------------------------------------------------------- writers of tiny datasets
@@ -494,16 +492,6 @@ def test_image_dataset_checks_its_own_arrays() -> None:
         ImageDataset("toy", images, np.array([0, 5]), images, np.array([0, 1]), ("a", "b"))
     with pytest.raises(DatasetError, match="train images must be uint8"):
         ImageDataset("toy", images.astype(np.float32), np.array([0, 1]), images, np.array([0, 1]), ("a", "b"))  # type: ignore[arg-type]
-
-
-def test_to_tensor_is_nchw_float_in_unit_range() -> None:
-    images = np.array([[[[0, 255, 51]], [[1, 2, 3]]]], dtype=np.uint8)  # (1, 2, 1, 3)
-    tensor = to_tensor(images)
-    assert tensor.shape == (1, 3, 2, 1) and tensor.dtype == torch.float32
-    assert tensor[0, 1, 0, 0].item() == pytest.approx(1.0)
-    assert tensor[0, 2, 0, 0].item() == pytest.approx(0.2)
-    with pytest.raises(ValueError, match="expected uint8"):
-        to_tensor(images.astype(np.float32))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- the real data, when present

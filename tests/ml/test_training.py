@@ -18,6 +18,7 @@ from worker.ml.training import (
     noisy_half_mask,
     perturb_half_batch,
     starting_sigma_indices,
+    to_tensor,
     train_cat,
     train_model,
 )
@@ -201,3 +202,13 @@ def test_training_with_augmentation_is_deterministic_and_refuses_unknown_kinds()
     assert torch.equal(weights[0], weights[1])
     with pytest.raises(ValueError, match="augment must be one of"):
         TrainConfig(augment="mixup")
+
+
+def test_to_tensor_is_nchw_float_in_unit_range() -> None:
+    images = np.array([[[[0, 255, 51]], [[1, 2, 3]]]], dtype=np.uint8)  # (1, 2, 1, 3)
+    tensor = to_tensor(images)
+    assert tensor.shape == (1, 3, 2, 1) and tensor.dtype == torch.float32
+    assert tensor[0, 1, 0, 0].item() == pytest.approx(1.0)
+    assert tensor[0, 2, 0, 0].item() == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="expected uint8"):
+        to_tensor(images.astype(np.float32))  # type: ignore[arg-type]

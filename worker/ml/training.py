@@ -132,6 +132,13 @@ def starting_sigma_indices(method: str, num_examples: int, *, gnt_index: int) ->
     return np.full(num_examples, level, dtype=np.int64)
 
 
+def to_tensor(images: npt.NDArray[np.uint8]) -> torch.Tensor:
+    """uint8 NHWC images -> float32 NCHW tensor in [0, 1] (what a batch is before it is perturbed)."""
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"expected uint8 (N, H, W, C) images, got {images.dtype} {images.shape}")
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
 def crop_and_flip(images: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
     """Per image: a random crop of the zero-padded image (same size) and a flip with probability 1/2.
 

@@ -6,7 +6,7 @@ from sqlalchemy import delete, insert, select
 
 from backend import storage
 from backend.models import Example, Project, ProjectStatus, SigmaSource, Split
-from backend.projects.service import STEP_AWAITING_UPLOAD, STEP_IMPORTING, STEP_PRETRAINING
+from backend.projects.service import STEP_AWAITING_UPLOAD, STEP_IMPORTING, STEP_PRETRAINING, dataset_limits
 from backend.queue import enqueue_after_commit
 from worker import pipeline
 from worker.celery_app import app
@@ -29,7 +29,7 @@ def import_dataset(project_id: int) -> None:
             return
         config = dict(project.config)
     with project_step(project_id, STEP_IMPORTING):
-        dataset = pipeline.import_dataset(config)
+        dataset = pipeline.import_dataset(config, limits=dataset_limits(settings()))  # the API's limit
         path = storage.write_images(settings(), project_id, pipeline.stacked_images(dataset))
         initial_sigma = int(config["initial_sigma_index"])
         with task_session() as session:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -44,6 +45,9 @@ def device() -> torch.device:
 
 def short_error(exc: BaseException) -> str:
     """One line a lead can act on: dataset and checkpoint errors already name the file and problem."""
+    if isinstance(exc, SoftTimeLimitExceeded):
+        limit = get_settings().job_soft_time_limit
+        return f"the step ran past its time limit of {limit} s and was stopped (AQPL_JOB_SOFT_TIME_LIMIT)"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     message = text if isinstance(exc, ValueError) and text else f"{type(exc).__name__}: {text}".rstrip(": ")
     return message[:ERROR_MAX_CHARS]
@@ -86,6 +90,8 @@ class ProgressWriter:
         try:
             with task_session() as session:
                 self._write(session, done // self._scale, max(total // self._scale, 1))
+        except SoftTimeLimitExceeded:  # the job's time is up: that ends the step, not just this write
+            raise
         except Exception:  # progress is best effort: never fail a step because of it
             logger.warning("could not record progress", exc_info=True)
 
@@ -108,10 +114,15 @@ def project_progress_writer(project_id: int, step: str) -> ProgressWriter:
     return ProgressWriter(write)
 
 
-def fail_round(round_id: int, state: RoundState, exc: BaseException) -> None:
+Sessions = Callable[[], AbstractContextManager[Session]]
+
+
+def fail_round(
+    round_id: int, state: RoundState, exc: BaseException, *, sessions: Sessions = task_session
+) -> None:
     """Mark the round failed at `state` (if it is still there) with a short error."""
     logger.exception("round %s failed while %s", round_id, state.value, exc_info=exc)
-    with task_session() as session:
+    with sessions() as session:
         round_ = session.scalar(select(Round).where(Round.id == round_id).with_for_update())
         if round_ is None or round_.state != state:
             return
@@ -120,10 +131,12 @@ def fail_round(round_id: int, state: RoundState, exc: BaseException) -> None:
         round_.error = short_error(exc)
 
 
-def fail_project(project_id: int, step: str, exc: BaseException) -> None:
+def fail_project(
+    project_id: int, step: str, exc: BaseException, *, sessions: Sessions = task_session
+) -> None:
     """Mark the project failed at `step` (kept in progress.step so that retry resumes there)."""
     logger.exception("project %s failed while %s", project_id, step, exc_info=exc)
-    with task_session() as session:
+    with sessions() as session:
         project = session.scalar(select(Project).where(Project.id == project_id).with_for_update())
         if project is None or project.status in (ProjectStatus.ready, ProjectStatus.failed):
             return
