@@ -15,8 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aqpl.corruption_names import CORRUPTION_NAMES
+from backend.files import create_private_file
 from backend.models import Project, Role
-from backend.projects.schemas import DatasetSpec, EvaluationOptions, ProjectCreate
+from backend.projects.config import DatasetSpec, EvaluationOptions
+from backend.projects.schemas import ProjectCreate
 from backend.projects.service import create_project
 from backend.settings import Settings
 from backend.users.service import create_user, get_user_by_name
@@ -43,9 +45,7 @@ def seed_demo(session: Session, data_dir: Path) -> list[DemoLogin]:
         password = secrets.token_urlsafe(9)
         create_user(session, username, password, role)
         logins.append(DemoLogin(username, password, role.value))
-    data_dir.mkdir(parents=True, exist_ok=True)
-    logins_file.write_text(json.dumps([asdict(login) for login in logins], indent=2))
-    logins_file.chmod(0o600)
+    create_private_file(logins_file, json.dumps([asdict(login) for login in logins], indent=2))
     return logins
 
 

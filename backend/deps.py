@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from backend.auth.csrf import CSRF_COOKIE, SESSION_COOKIE, read_cookie, session_csrf_valid
 from backend.auth.scopes import ANNOTATE, CHECKPOINTS_READ, MANAGE, effective_scopes
 from backend.auth.service import Caller, resolve_caller, resolve_token
 from backend.db import unit_of_work
@@ -25,12 +25,10 @@ from backend.tasks.progress import RoundProgress
 
 T = TypeVar("T")
 
-SESSION_COOKIE = "aqpl_session"
-CSRF_COOKIE = "aqpl_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FORM_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_PAGE_FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 def _session(request: Request) -> Iterator[Session]:
@@ -49,11 +47,18 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 
 
 async def _submitted_csrf(request: Request) -> str | None:
-    """The CSRF token a cookie-authenticated request sent: the header, or the form field of a page form."""
+    """The CSRF token a cookie-authenticated request sent: the header, or the form field of a page form.
+
+    The body is read for the field only when a session cookie came without a bearer token, and only
+    for a URL-encoded page form: an anonymous request, a bearer one or an upload (multipart, whose
+    page script sends the header) is never read before its credentials are checked.
+    """
     header = request.headers.get(CSRF_HEADER)
     if header is not None or request.method in SAFE_METHODS:
         return header
-    if request.headers.get("content-type", "").startswith(_FORM_TYPES):
+    if _bearer_token(request) is not None or not read_cookie(request, SESSION_COOKIE):
+        return None
+    if request.headers.get("content-type", "").startswith(_PAGE_FORM_TYPE):
         value = (await request.form()).get(CSRF_FORM_FIELD)
         return value if isinstance(value, str) else None
     return None
@@ -64,6 +69,11 @@ def _bearer_token(request: Request) -> str | None:
     return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
 
 
+def presented_token(request: Request) -> str | None:
+    """The credential a request presents, unchecked: its bearer token, else its session cookie."""
+    return _bearer_token(request) or read_cookie(request, SESSION_COOKIE) or None
+
+
 NO_TOKEN = "log in or send an API token (Authorization: Bearer <token>)"  # noqa: S105  # a message
 INVALID_TOKEN = "the token is invalid, expired or revoked; log in again"  # noqa: S105  # a message
 BAD_CSRF = f"missing or wrong CSRF token: send the {CSRF_COOKIE} cookie's value as {CSRF_HEADER}"
@@ -72,16 +82,17 @@ BAD_CSRF = f"missing or wrong CSRF token: send the {CSRF_COOKIE} cookie's value 
 def _csrf_ok(request: Request, bearer: str | None, csrf: str | None) -> bool:
     if bearer is not None or request.method in SAFE_METHODS:
         return True
-    # Double-submit: a cross-site form can send the cookie but cannot read it to echo it back.
-    expected = request.cookies.get(CSRF_COOKIE, "")
-    return bool(expected) and bool(csrf) and secrets.compare_digest(expected, csrf or "")
+    # The token is the session's HMAC under the secret key (backend/auth/csrf.py): a cross-site form
+    # sends the cookies but cannot read the token, and a planted cookie cannot make one.
+    settings: Settings = request.app.state.settings
+    return session_csrf_valid(settings, read_cookie(request, SESSION_COOKIE), csrf)
 
 
 def _current_user(
     request: Request, session: SessionDep, csrf: Annotated[str | None, Depends(_submitted_csrf)]
 ) -> User:
     bearer = _bearer_token(request)
-    plain = bearer or request.cookies.get(SESSION_COOKIE)
+    plain = bearer or read_cookie(request, SESSION_COOKIE)
     if not plain:
         raise Unauthorized(NO_TOKEN)
     resolved = resolve_token(session, plain)
@@ -146,6 +157,12 @@ class Credentials:
             raise Forbidden(f"this needs the {self.scope!r} scope, which your role or token does not have")
         return caller
 
+    def user(self, session: Session) -> User:
+        """`caller`, as the user row the services of the lead's endpoints take."""
+        user = session.get(User, self.caller(session).user_id)
+        assert user is not None  # the token's foreign key
+        return user
+
 
 class DeferredScopeRequirement(ScopeCheck):
     """Dependency of the endpoints annotators call in a loop: the credentials, checked later in the
@@ -155,13 +172,17 @@ class DeferredScopeRequirement(ScopeCheck):
         self, request: Request, csrf: Annotated[str | None, Depends(_submitted_csrf)]
     ) -> Credentials:
         bearer = _bearer_token(request)
-        plain = bearer or request.cookies.get(SESSION_COOKIE)
+        plain = bearer or read_cookie(request, SESSION_COOKIE)
         if not plain:
             raise Unauthorized(NO_TOKEN)
         return Credentials(plain, self.scope, _csrf_ok(request, bearer, csrf))
 
 
 AnnotatorCredentials = Annotated[Credentials, Depends(DeferredScopeRequirement(ANNOTATE))]
+# An endpoint that reads its body itself (an upload) checks these first, in a unit of work that
+# commits before a byte of the body is read: no transaction (on SQLite, the write lock) stays open
+# while a client sends its file.
+ManagerCredentials = Annotated[Credentials, Depends(DeferredScopeRequirement(MANAGE))]
 
 
 class OneHop:

@@ -29,8 +29,18 @@ class DomainError(Exception):
         self.message = message
 
 
+# Where a problem is in the request, as pydantic says it: ("body", "dataset", "path").
+Loc = tuple[str | int, ...]
+
+
 class InvalidInput(DomainError):
+    """The request is understood but wrong; `loc` names the one field it is about, when it is."""
+
     status_code = 422
+
+    def __init__(self, message: str, *, loc: Loc | None = None) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class NotFound(DomainError):
@@ -80,12 +90,20 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's own handler fails (500) on a body like {"seconds": 1e999}: it cannot encode inf.
-        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+        # Every 422 carries `errors`: each problem's place in the request (`loc`) and its message.
+        problems = exc.errors()
+        errors = [{"loc": list(item["loc"]), "msg": item["msg"]} for item in problems]
+        return JSONResponse(
+            {"detail": _json_safe(jsonable_encoder(problems)), "errors": errors}, status_code=422
+        )
 
     @app.exception_handler(DomainError)
     async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
-        return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+        body: dict[str, Any] = {"detail": exc.message}
+        if isinstance(exc, InvalidInput):
+            body["errors"] = [{"loc": list(exc.loc), "msg": exc.message}] if exc.loc else []
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(ClientGone)
     @app.exception_handler(ClientDisconnect)  # gone while its body was being read
@@ -116,7 +134,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {
                 "detail": "a value in the request cannot be stored: out of range, or text with NUL "
-                "or unpaired surrogate characters"
+                "or unpaired surrogate characters",
+                "errors": [],
             },
             status_code=422,
         )
@@ -125,4 +144,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # The trace goes to the server log only: clients never see stack traces or driver messages.
         logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+        # Starlette sends this from outside every middleware: the security headers go on here.
+        return JSONResponse(
+            {"detail": "internal error"}, status_code=500, headers={"X-Content-Type-Options": "nosniff"}
+        )

@@ -1,6 +1,6 @@
-"""The Celery client side: configuration shared with the worker, and sending tasks after commit.
+"""The Celery client side: configuration shared with the worker, and sending jobs after commit.
 
-The API sends tasks by name (it never imports the worker or torch) and only once the
+The API sends jobs by name (it never imports the worker or torch) and only once the
 transaction that made their rows has committed; a rollback drops them.
 """
 
@@ -60,8 +60,8 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-class TaskSender:
-    """Sends named tasks with id arguments; owned by the app (API) or the worker."""
+class JobSender:
+    """Sends jobs by name (aqpl.job_names) with id arguments; owned by the app (API) or the worker."""
 
     def __init__(self, celery: Celery) -> None:
         self.celery = celery
@@ -71,11 +71,11 @@ class TaskSender:
 
 
 def enqueue_after_commit(session: Session, name: str, *args: int | str) -> None:
-    """Send task `name` once this session's transaction commits; forget it on rollback."""
+    """Send job `name` once this session's transaction commits; forget it on rollback."""
     session.info.setdefault(_OUTBOX, []).append((name, args))
 
 
-def install_outbox(factory: sessionmaker[Session], sender: TaskSender) -> None:
+def install_outbox(factory: sessionmaker[Session], sender: JobSender) -> None:
     """Wire `enqueue_after_commit` for sessions made by `factory`."""
 
     @event.listens_for(factory, "after_commit")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from backend.files import create_private_file
 
 # Secrets that must never reach production: the compose file's example and common fillers.
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "please-change-me", "dev"})
@@ -30,6 +33,9 @@ class Settings(BaseSettings):
     queue: str = Field(default="aqpl", pattern=r"^[A-Za-z0-9_.-]+$")
     secret_key: SecretStr = SecretStr("")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Arithmetic of the worker's scoring: auto = bf16 with channels-last on CUDA and on CPUs with
+    # native bf16 (AVX-512 BF16 or AMX), fp32 elsewhere; int8 (CPU only) quantizes the model per job.
+    scoring_precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
     # Dataset paths given to the API must lie under this folder (defaults to data_dir/imports).
     import_root: Path | None = None
     # Seconds an annotator keeps a task before it returns to the pool (renewed while the page is open).
@@ -40,6 +46,8 @@ class Settings(BaseSettings):
     # and the worker alike (aqpl.datasets); an upload must also unpack within max_upload_bytes.
     max_dataset_bytes: int = Field(default=2 * 1024**3, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # One line per event on stderr: `text` for people, `json` (one object a line) for log collectors.
+    log_format: Literal["text", "json"] = "text"
     # Seconds before Redis hands an unacknowledged task (its worker died) to another worker.
     # Longer than any step, since a task still running past it is delivered a second time;
     # tests set a few seconds to see a killed worker's task come back.
@@ -66,6 +74,39 @@ class Settings(BaseSettings):
     database_pool_timeout: float = Field(default=2.0, gt=0)
     # Seconds a client refused with 503 is told to wait (Retry-After) before trying again.
     retry_after_seconds: int = Field(default=1, ge=1)
+    # Reverse proxies whose X-Forwarded-For header names the client: comma-separated addresses or
+    # networks (`*`: any peer). Empty: the peer is the client whatever its headers say, so nobody can
+    # pick a new address per request to escape the login throttle (docs/access-and-tasks.md).
+    forwarded_allow_ips: str = ""
+    # Password checks one API process runs at once (Argon2id: ~0.33 s of CPU and 64 MiB each); a
+    # login that waits a second for one is refused with 503 and Retry-After.
+    max_concurrent_password_hashes: int = Field(default=2, ge=1)
+    # Interactive API docs at /api/docs, served from an installed package (no CDN). Unset: on in
+    # development, off in production.
+    api_docs: bool | None = None
+    # Webhook targets on loopback, private, link-local or otherwise non-public addresses are refused
+    # (at registration and again at each delivery, against DNS rebinding) unless this is true.
+    webhook_allow_private: bool = False
+    # Attempts per webhook delivery before it is given up; the wait before attempt n+1 is
+    # webhook_backoff_seconds * 2**(n-1) (10 s, 20 s, 40 s, ... with the defaults: ~5 min in all).
+    webhook_max_attempts: int = Field(default=6, ge=1, le=20)
+    webhook_backoff_seconds: float = Field(default=10.0, ge=0)
+    # Seconds a receiver has to connect and answer one delivery.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"AQPL_FORWARDED_ALLOW_IPS: {entry!r} is not an address or network"
+                    ) from None
+        return ",".join(entries)
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -100,6 +141,10 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
     @property
+    def api_docs_enabled(self) -> bool:
+        return self.environment != "production" if self.api_docs is None else self.api_docs
+
+    @property
     def is_embedded_broker(self) -> bool:
         return self.broker_url.startswith("filesystem")
 
@@ -116,13 +161,9 @@ class Settings(BaseSettings):
 
 def _local_secret(data_dir: Path) -> str:
     path = data_dir / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
-    path.write_text(value)
-    path.chmod(0o600)
-    return value
+    if not path.exists():
+        create_private_file(path, secrets.token_urlsafe(48))  # 0600 from the start
+    return path.read_text().strip()
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,8 @@
 
 Layout: storage_dir/projects/<id>/images.npy holds uint8 (num_train + num_test, H, W, C), the
 training rows first; an example's row is its dataset_index (train) or num_train + dataset_index
-(test). Checkpoints live beside it in checkpoints/round_<nnn>.safetensors.
+(test). Checkpoints live beside it in checkpoints/round_<nnn>.safetensors. A dataset a lead uploads
+is kept in data_dir/uploads/project_<id>/, outside the import root (see `is_private`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import BinaryIO
 import numpy as np
 import numpy.typing as npt
 
-from backend.errors import InvalidInput
+from backend.errors import InvalidInput, Loc
 from backend.models import Example, Project, Split
 from backend.settings import Settings
 
@@ -94,32 +95,79 @@ def example_image(settings: Settings, project: Project, example: Example) -> npt
     return np.array(load_images(settings, project)[example_row(project, example)])
 
 
-def resolve_import_path(settings: Settings, raw: str) -> Path:
-    """`raw` as an absolute path inside the import root (after symlinks and '..'), else InvalidInput."""
+def import_root(settings: Settings) -> Path:
     root = settings.import_root
     assert root is not None  # filled by Settings' validator
-    root = root.resolve()
+    return root.resolve()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def is_private(settings: Settings, resolved: Path) -> bool:
+    """Whether `resolved` (absolute, links resolved) is the platform's own, which no import may read:
+    every project's upload, storage, the broker's messages, and the data dir's own files (the
+    database, the secret key). They matter when the import root contains the data dir; with the
+    default import root (data_dir/imports) they are outside it anyway.
+    """
+    folders = (uploads_root(settings), settings.storage_dir, settings.broker_dir)
+    if any(_inside(resolved, folder.resolve()) for folder in folders):
+        return True
+    data_dir = settings.data_dir.resolve()
+    return resolved == data_dir or (resolved.parent == data_dir and not resolved.is_dir())
+
+
+def resolve_import_path(settings: Settings, raw: str, *, loc: Loc | None = None) -> Path:
+    """`raw` as an absolute path inside the import root (after symlinks and '..'), else InvalidInput
+    (at `loc`: where the request gave the path). Messages name no server path, and the platform's own
+    files (another project's upload among them) get the message of a path that does not exist."""
+    root = import_root(settings)
     try:
         candidate = Path(raw).expanduser()
         if not candidate.is_absolute():
             candidate = root / candidate
         resolved = candidate.resolve()
     except (ValueError, OSError, RuntimeError) as error:  # a NUL byte, a symlink loop, no home dir
-        raise InvalidInput(f"dataset path {raw!r} is not a usable path: {error}") from error
-    if resolved != root and root not in resolved.parents:
+        message = str(error).replace(str(root), "<import root>")
+        raise InvalidInput(f"dataset path {raw!r} is not a usable path: {message}", loc=loc) from error
+    if not _inside(resolved, root):
         raise InvalidInput(
-            f"dataset path {raw!r} is outside the import root {root}: copy the data under it "
-            "(or set AQPL_IMPORT_ROOT) and give a path inside it"
+            f"dataset path {raw!r} is outside the import root: copy the data under it "
+            "(or set AQPL_IMPORT_ROOT) and give a path inside it",
+            loc=loc,
         )
-    if not resolved.exists():
-        raise InvalidInput(f"dataset path {raw!r} does not exist under the import root {root}")
+    if is_private(settings, resolved) or not resolved.exists():
+        raise InvalidInput(f"dataset path {raw!r} does not exist under the import root", loc=loc)
     return resolved
 
 
+def uploads_root(settings: Settings) -> Path:
+    """The data dir's own uploads folder: outside the import root, so no dataset path reaches it."""
+    return settings.data_dir / "uploads"
+
+
 def uploads_dir(settings: Settings, project_id: int) -> Path:
-    """Where a project's uploaded dataset is kept: under the import root, like any other import."""
-    assert settings.import_root is not None
-    return settings.import_root / "uploads" / f"project_{project_id}"
+    """Where a project's uploaded dataset is kept, bound to the project: only its upload writes here."""
+    return uploads_root(settings) / f"project_{project_id}"
+
+
+# How responses name an uploaded dataset: not a path under the import root, and not a server path.
+UPLOAD_PREFIX = "upload:"
+
+
+def shown_dataset_path(settings: Settings, project_id: int, stored: str | None) -> str | None:
+    """A project's dataset path as responses show it: relative to the import root, or UPLOAD_PREFIX
+    and the path inside the project's upload; never an absolute server path."""
+    if stored is None:
+        return None
+    path, root = Path(stored), import_root(settings)
+    folder = uploads_dir(settings, project_id).resolve()
+    if _inside(path, folder):  # first: an import root that contains the data dir contains it too
+        return UPLOAD_PREFIX + path.relative_to(folder).as_posix()
+    if _inside(path, root):
+        return path.relative_to(root).as_posix()
+    return path.name  # the import root moved since the project was made: the name alone
 
 
 def save_upload(settings: Settings, project_id: int, filename: str, stream: BinaryIO) -> Path:
@@ -168,8 +216,10 @@ def _store_upload(settings: Settings, folder: Path, filename: str, suffix: str, 
             tree.mkdir()
             handle.extractall(tree)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, OSError) as error:
-        # Corrupt or truncated data, an unknown compression, a password, a name the disk refuses.
-        raise InvalidInput(f"{filename}: not a readable zip file ({error})") from error
+        # Corrupt or truncated data, an unknown compression, a password, a name the disk refuses
+        # (whose message names the server path: it is cut to the path inside the archive).
+        reason = str(error).replace(f"{tree}/", "").replace(str(folder), "")
+        raise InvalidInput(f"{filename}: not a readable zip file ({reason})") from error
     finally:
         archive.unlink(missing_ok=True)
     entries = [entry for entry in tree.iterdir() if not entry.name.startswith((".", "__MACOSX"))]

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worker.ml.datasets import load_dataset
+from aqpl.datasets import load_dataset
 from worker.ml.device import resolve_device
 from worker.ml.models import build_model, spec_for_dataset
 from worker.ml.scoring import Scores, complete_draws, score_examples
@@ -71,9 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--dataset", default="digits", help="a worker.ml.datasets format (digits needs no path)"
-    )
+    parser.add_argument("--dataset", default="digits", help="an aqpl.datasets format (digits needs no path)")
     parser.add_argument("--path", type=Path, default=None)
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=4)
@@ -97,7 +95,7 @@ def main() -> None:
         images,
         labels,
         np.full(count, gnt_index),
-        TrainConfig(epochs=args.epochs, batch_size=64, seed=0),
+        TrainConfig(epochs=args.epochs, batch_size=64, lr=0.05, seed=0),
         device=device,
     )
     seconds = time.perf_counter() - started

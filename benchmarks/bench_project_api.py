@@ -54,6 +54,7 @@ from backend.models import (
     Split,
     User,
 )
+from backend.projects.config import ProjectConfig
 from backend.security import hash_password
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +80,9 @@ def seed(database_url: str, examples: int, queries: int, annotators: int) -> tup
                 name="benchmark",
                 owner_id=lead.id,
                 status=ProjectStatus.ready,
-                config={"dataset": {"format": "npz"}, "overlap": 2, "show_class_name": True},
+                config=ProjectConfig.model_validate(
+                    {"dataset": {"format": "npz"}, "overlap": 2, "show_class_name": True}
+                ),
                 image_shape=[28, 28, 1],
                 class_names=[str(k) for k in range(10)],
                 num_train=examples,
@@ -270,7 +273,7 @@ def run(database_url: str | None, args: argparse.Namespace) -> list[dict[str, ob
         env.update({"AQPL_DATA_DIR": str(data_dir), "AQPL_DATABASE_URL": url, "AQPL_LOG_LEVEL": "warning"})
         with (data_dir / "serve.log").open("wb") as log:
             server = subprocess.Popen(
-                [sys.executable, "-m", "aqpl", "serve", "--no-worker", f"--port={port}"],
+                [sys.executable, "-m", "cli", "serve", "--no-worker", f"--port={port}"],
                 env=env,
                 cwd=REPO_ROOT,
                 stdout=log,

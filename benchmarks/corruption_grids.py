@@ -16,9 +16,9 @@ import argparse
 import time
 from pathlib import Path
 
+from aqpl.datasets import load_dataset
 from worker.ml.corruptions import build_corruption_suite
 from worker.ml.corruptions.grid import suite_grid
-from worker.ml.datasets import load_dataset
 
 # suite -> (dataset format, path under --data, images per cell, enlargement)
 SOURCES = {

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import typer
 
-from aqpl.simulate_command import parse_names, parse_seeds
+from cli.simulate import parse_names, parse_seeds
 from worker.ml.corruptions import (
     SUITE_NAMES,
     build_corruption_suite,
@@ -202,7 +202,7 @@ def training_throughput(
     labels = np.arange(len(images)) % 10
     model = build_model(spec_for_images(images, 10, model_name), seed=0)
     sigma_indices = np.full(len(images), 10, dtype=np.int64)
-    config = TrainConfig(epochs=1, batch_size=batch_size, augment=augment)
+    config = TrainConfig(epochs=1, batch_size=batch_size, lr=SimulationConfig().lr, augment=augment)
 
     def run(units: int) -> int:
         count = units * batch_size

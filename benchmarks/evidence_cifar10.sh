@@ -35,7 +35,7 @@
 # CIFAR10_DIR (default ../shared/data/cifar-10-batches-py) holds the python batches: data_batch_1..5
 # and test_batch. OUT (default results/evidence-cifar10) receives results.json, results.md, the
 # plots and cache/ (the corruption suite, F_o and the oracle's answers: delete it for a cold run).
-# PYTHON (default .venv/bin/python) runs `aqpl.simulate_command`.
+# PYTHON (default .venv/bin/python) runs `cli.simulate`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
@@ -54,7 +54,7 @@ if [[ "$dataset_overridden" == false && ! -f "${CIFAR10_DIR}/data_batch_1" ]]; t
 fi
 
 start=$(date +%s)
-"$PYTHON" -m aqpl.simulate_command \
+"$PYTHON" -m cli.simulate \
     --dataset "cifar10:${CIFAR10_DIR}" \
     --model resnet18 \
     --augment crop-flip \

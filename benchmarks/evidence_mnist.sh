@@ -27,7 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
-exec "$PYTHON" -m aqpl.simulate_command \
+exec "$PYTHON" -m cli.simulate \
     --dataset mnist:../shared/data/mnist \
     --model small_cnn \
     --train-limit 3000 \

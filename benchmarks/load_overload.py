@@ -39,11 +39,9 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -52,23 +50,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import redis
-from load_annotators import (
-    REPO_ROOT,
+from load_support import (
     Annotator,
+    ClientLog,
     LoadConfig,
+    add_server_arguments,
+    answer_problems,
     cpu_seconds,
-    free_port,
-    seed,
-    start_server,
+    cpu_used,
+    percentile_ms,
+    read_round,
+    served_round,
     stop_server,
+    this_machine,
 )
-from scratch_database import scratch_database
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.pool import NullPool
 
-from backend.models import Annotation, Query, Round
-from backend.settings import Settings
+from backend.models import Annotation
 
 NEXT, SUBMIT = "next", "submit"
 DEFAULT_CELLS = "1:0,10:0,30:0,100:0,300:0,1:1000,10:1000,30:1000,100:1000,300:1000"
@@ -81,17 +80,11 @@ class Cell:
 
 
 @dataclass
-class Stats:
-    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # answered, s
+class Stats(ClientLog):
     refusals: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # 503s, s
     refusals_without_retry_after: int = 0
-    statuses: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
     timeouts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    transport_errors: int = 0
-    acknowledged: dict[tuple[int, str], int] = field(default_factory=dict)  # (user, key) -> answer id
     replays: int = 0
-    replay_mismatches: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
     answers: int = 0  # 201s to a first submit (not replays)
     # Requests still without an answer when the cell ended: (kind, seconds waited so far).
     unanswered_at_end: list[tuple[str, float]] = field(default_factory=list)
@@ -310,45 +303,17 @@ class ActivitySampler(threading.Thread):
 
 def verify(engine: Engine, round_id: int, stats: Stats) -> list[str]:
     problems: list[str] = []
-    with engine.connect() as connection:
-        queries = connection.execute(
-            select(Query.id, Query.answer_count, Query.required_answers, Query.status).where(
-                Query.round_id == round_id
-            )
-        ).all()
-        rows = connection.execute(
-            select(Annotation.id, Annotation.query_id, Annotation.annotator_id, Annotation.idempotency_key)
-            .join(Query, Query.id == Annotation.query_id)
-            .where(Query.round_id == round_id)
-        ).all()
-        state = connection.scalar(select(Round.state).where(Round.id == round_id))
-    per_query = Counter(query_id for _id, query_id, _user, _key in rows)
+    record = read_round(engine, round_id)
+    per_query = record.answers_per_query()
     wrong = [
         (query_id, count, required, status, per_query[query_id])
-        for query_id, count, required, status in queries
+        for query_id, count, required, status in record.queries
         if count != per_query[query_id] or count > required or (status == "complete") != (count >= required)
     ]
     if wrong:
         problems.append(f"{len(wrong)} queries with surplus or miscounted answers, e.g. {wrong[:5]}")
-    pairs = Counter((query_id, user) for _id, query_id, user, _key in rows)
-    duplicates = [pair for pair, count in pairs.items() if count > 1]
-    if duplicates:
-        problems.append(f"{len(duplicates)} (query, annotator) pairs answered twice, e.g. {duplicates[:5]}")
-    stored = {(int(user), str(key)): int(answer_id) for answer_id, _q, user, key in rows}
-    lost = {ack: answer for ack, answer in stats.acknowledged.items() if stored.get(ack) != answer}
-    if lost:
-        problems.append(f"{len(lost)} acknowledged submits missing or changed, e.g. {list(lost.items())[:5]}")
-    if stats.replay_mismatches:
-        problems.append(f"{len(stats.replay_mismatches)} replays differ: {stats.replay_mismatches[:2]}")
-    server_errors = {
-        kind: {s: c for s, c in counts.items() if s >= 500 and s != 503}
-        for kind, counts in stats.statuses.items()
-    }
-    if any(server_errors.values()):
-        problems.append(f"5xx other than 503: {server_errors}")
-    if stats.unexpected:
-        problems.append(f"{len(stats.unexpected)} unexpected responses, e.g. {stats.unexpected[:3]}")
-    if all(status == "complete" for _q, _n, _r, status in queries) and state == "annotating":
+    problems += answer_problems(record, stats)
+    if all(status == "complete" for _q, _n, _r, status in record.queries) and record.state == "annotating":
         problems.append("every query is complete but the round is still annotating")
     return problems
 
@@ -376,10 +341,6 @@ class CellResult:
     problems: list[str]
 
 
-def percentile_ms(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q) * 1000) if values else float("nan")
-
-
 def run_cell(args: argparse.Namespace, cell: Cell) -> CellResult:
     config = LoadConfig(
         annotators=cell.annotators,
@@ -391,58 +352,46 @@ def run_cell(args: argparse.Namespace, cell: Cell) -> CellResult:
         think_ms=cell.think_ms,
         seed=args.seed,
     )
-    queue = f"aqpl_overload_{uuid.uuid4().hex[:8]}"
-    repo = args.repo.resolve()
-    with (
-        scratch_database(args.server_url, "aqpl_overload", repo=repo) as url,
-        tempfile.TemporaryDirectory(prefix="aqpl-overload-") as tmp,
-    ):
-        data_dir = Path(tmp)
-        settings = Settings(data_dir=data_dir, database_url=url)
-        engine = create_engine(url, poolclass=NullPool)
-        process = None
+    server_env = dict(item.split("=", 1) for item in args.server_env)
+    with served_round(
+        config,
+        server_url=args.server_url,
+        redis_url=args.redis_url,
+        repo=args.repo,
+        prefix="aqpl_overload",
+        connect=lambda url: create_engine(url, poolclass=NullPool),
+        server_env=server_env,
+    ) as serving:
+        engine, data_dir, process = serving.engine, serving.data_dir, serving.process
+        sampler = ActivitySampler(serving.url)
+        crowd = Crowd(serving.port, cell, args.seconds, args.timeout, args.replay, args.seed)
+        cpu_before = cpu_seconds(process.pid)
+        sampler.start()
+        if args.py_spy_dump:
+            threading.Timer(args.seconds / 2, py_spy_dump, (process.pid, data_dir, serving.url)).start()
+        gc.freeze()
+        gc.disable()  # the client's own collections would pause every request in flight
         try:
-            round_id, annotators = seed(url, settings, config)
-            port = free_port()
-            server_env = dict(item.split("=", 1) for item in args.server_env)
-            process = start_server(url, data_dir, args.redis_url, queue, config, port, repo, server_env)
-            sampler = ActivitySampler(url)
-            crowd = Crowd(port, cell, args.seconds, args.timeout, args.replay, args.seed)
-            cpu_before = cpu_seconds(process.pid)
-            sampler.start()
-            if args.py_spy_dump:
-                threading.Timer(args.seconds / 2, py_spy_dump, (process.pid, data_dir, url)).start()
-            gc.freeze()
-            gc.disable()  # the client's own collections would pause every request in flight
-            try:
-                wall = asyncio.run(crowd.run(annotators))
-            finally:
-                gc.enable()
-            cpu_after = cpu_seconds(process.pid)
-            sampler.halt.set()
-            sampler.join()
-            at_the_bell = answer_count(engine)
-            stop_server(process)  # lets the server finish (or refuse) what it still had
-            late = answer_count(engine) - at_the_bell
-            problems = verify(engine, round_id, crowd.stats)
-            log = (data_dir / "serve.log").read_text(errors="replace")
-            if "Traceback" in log:
-                problems.append(f"the server logged a traceback:\n{log[-3000:]}")
-            if args.py_spy_dump and (data_dir / "py-spy.txt").exists():
-                dump = Path(args.py_spy_dump) / f"py-spy-{cell.annotators}-{cell.think_ms:g}.txt"
-                dump.write_text((data_dir / "py-spy.txt").read_text())
+            wall = asyncio.run(crowd.run(serving.annotators))
         finally:
-            if process is not None:
-                stop_server(process)
-            engine.dispose()
-            client = redis.Redis.from_url(args.redis_url)
-            for key in client.scan_iter(match=f"*{queue}*"):
-                client.delete(key)
-            client.close()
+            gc.enable()
+        cpu_after = cpu_seconds(process.pid)
+        sampler.halt.set()
+        sampler.join()
+        at_the_bell = answer_count(engine)
+        stop_server(process)  # lets the server finish (or refuse) what it still had
+        late = answer_count(engine) - at_the_bell
+        problems = verify(engine, serving.round_id, crowd.stats)
+        traceback = serving.server_traceback()
+        if traceback is not None:
+            problems.append(traceback)
+        if args.py_spy_dump and (data_dir / "py-spy.txt").exists():
+            dump = Path(args.py_spy_dump) / f"py-spy-{cell.annotators}-{cell.think_ms:g}.txt"
+            dump.write_text((data_dir / "py-spy.txt").read_text())
     stats = crowd.stats
     requests = sum(sum(counts.values()) for counts in stats.statuses.values())
     served = sum(len(values) for values in stats.latencies.values())
-    used = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
+    used = cpu_used(cpu_before, cpu_after)
     return CellResult(
         cell=cell,
         answers_per_second=stats.answers / wall,
@@ -451,7 +400,7 @@ def run_cell(args: argparse.Namespace, cell: Cell) -> CellResult:
         cpu_postgres_ms=1000 * used["postgres"] / max(served, 1),
         cpu_api_all_ms=1000 * used["api"] / max(requests, 1),
         cpu_client_s=used["client"],
-        cpu_others_s=used["machine"] - used["api"] - used["postgres"] - used["client"],
+        cpu_others_s=used["others"],
         late_answers=late,
         activity=sampler.summary(),
         problems=problems,
@@ -558,18 +507,7 @@ def main() -> int:
     parser.add_argument("--api-workers", type=int, default=2)
     parser.add_argument("--replay", type=float, default=0.05, help="probability of sending a submit twice")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--repo",
-        type=Path,
-        default=REPO_ROOT,
-        help="the checkout to serve (e.g. a git worktree of older code)",
-    )
-    parser.add_argument(
-        "--server-url",
-        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
-        help="PostgreSQL server (a database is created and dropped on it for each cell)",
-    )
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    add_server_arguments(parser)
     parser.add_argument(
         "--server-env",
         action="append",
@@ -581,8 +519,7 @@ def main() -> int:
         "--py-spy-dump", metavar="FOLDER", help="write every API thread's stack half-way through each cell"
     )
     args = parser.parse_args()
-    python = f"{platform.python_implementation()} {platform.python_version()}"
-    print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, {python}; serving {describe(args.repo)}")
+    print(f"{this_machine()}; serving {describe(args.repo)}")
     print(
         f"{args.queries} queries x {args.overlap} answers, {args.api_workers} API processes, "
         f"{args.seconds:g} s per cell, client timeout {args.timeout:g} s, replay {args.replay:.0%}",

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aqpl.datasets import load_dataset
 from worker.ml.checkpoints import load_checkpoint
-from worker.ml.datasets import load_dataset
 from worker.ml.oracle import SequentialTest, SimulatedOracle
 from worker.ml.simulate.loop import derived_seed
 

@@ -6,8 +6,6 @@ Imports are made inside each command so that `aqpl serve` never loads torch into
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -15,7 +13,11 @@ from typing import Annotated, Any
 
 import typer
 
-from aqpl.simulate_command import simulate
+from aqpl import job_names
+from cli import accounts
+from cli.embedded_worker import EmbeddedWorker, worker_beside
+from cli.pull import pull
+from cli.simulate import simulate
 
 app = typer.Typer(
     help="AQPL Studio: serve the platform, run workers, manage the database and users.",
@@ -29,6 +31,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(system_app, name="system")
 app.command("simulate")(simulate)
+app.command("pull")(pull)
+accounts.register(users_app)
 
 
 def _fail(message: str) -> None:
@@ -36,9 +40,20 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+# Group and others lose every permission on what this process creates: files 0600, folders 0700.
+# The data dir holds the database, the secret key, uploads, datasets and checkpoints; set before
+# anything is created (settings make the secret key), and inherited by the processes started here.
+PRIVATE_UMASK = 0o077
+
+
+def _private_files() -> None:
+    os.umask(PRIVATE_UMASK)
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Run the migrations up to REVISION on the configured database."""
+    _private_files()  # the SQLite file and the data dir may be created here
     from backend.migrate import upgrade_database
     from backend.settings import get_settings
 
@@ -56,12 +71,15 @@ def users_create(
     ] = False,
 ) -> None:
     """Create a user; the password comes from a prompt or from stdin."""
+    _private_files()
     from backend.db import create_db_engine, make_session_factory, unit_of_work
     from backend.errors import DomainError
+    from backend.logging_config import configure_logging
     from backend.models import Role
     from backend.settings import get_settings
     from backend.users.service import create_user
 
+    configure_logging(get_settings())  # the account's creation is an audit event
     if role not in Role.__members__:
         _fail(f"unknown role {role!r}: choose admin, lead or annotator")
     if password_stdin:
@@ -86,12 +104,12 @@ def system_ping(timeout: Annotated[float, typer.Option(help="Seconds to wait for
 
     from backend.db import create_db_engine, make_session_factory, unit_of_work
     from backend.models import WorkerHeartbeat
-    from backend.queue import TaskSender, make_celery
+    from backend.queue import JobSender, make_celery
     from backend.settings import get_settings
 
     settings = get_settings()
     token = uuid.uuid4().hex
-    TaskSender(make_celery(settings)).send("system.ping", token)
+    JobSender(make_celery(settings)).send(job_names.PING, token)
     engine = create_db_engine(settings.database_url)
     factory = make_session_factory(engine)
     deadline = time.monotonic() + timeout
@@ -123,16 +141,17 @@ def demo(
     The project's pretraining is sent to the worker (`aqpl serve` runs one); round 1 opens by
     itself once the project is ready.
     """
+    _private_files()  # demo_logins.json holds passwords
     from backend.db import create_db_engine, make_session_factory, unit_of_work
     from backend.demo import DEMO_PROJECT_NAME, seed_demo, seed_demo_project
-    from backend.queue import TaskSender, install_outbox, make_celery
+    from backend.queue import JobSender, install_outbox, make_celery
     from backend.settings import get_settings
 
     settings = get_settings()
     engine = create_db_engine(settings.database_url)
     try:
         factory = make_session_factory(engine)
-        install_outbox(factory, TaskSender(make_celery(settings)))
+        install_outbox(factory, JobSender(make_celery(settings)))
         with unit_of_work(factory) as session:
             logins = seed_demo(session, settings.data_dir)
             project = seed_demo_project(session, settings)
@@ -158,9 +177,12 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "info",
 ) -> None:
     """Start a Celery worker for the configured broker and database."""
+    _private_files()  # images, checkpoints, corruption caches
+    from backend.logging_config import configure_logging
     from backend.settings import get_settings
     from worker.celery_app import app as celery_app
 
+    configure_logging(get_settings())  # now: Celery warns (as root, ...) before its own logging set-up
     queues = queues or get_settings().queue
     celery_app.worker_main(
         [
@@ -187,12 +209,22 @@ def _run_uvicorn(host: str, port: int, workers: int) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from backend.logging_config import logging_config
+    from backend.settings import get_settings
+
     options: dict[str, Any] = {
         "factory": True,
         "host": host,
         "port": port,
         "workers": workers,
         "log_level": os.environ.get("AQPL_LOG_LEVEL", "info"),
+        # Applied by uvicorn in this process and in each API process it starts.
+        "log_config": logging_config(get_settings()),
+        # X-Forwarded-For names the client only when a proxy of AQPL_FORWARDED_ALLOW_IPS sent it.
+        # Always passed: uvicorn would otherwise trust 127.0.0.1 (or $FORWARDED_ALLOW_IPS), and any
+        # local client could then pick a new address per request to escape the login throttle.
+        "proxy_headers": bool(get_settings().forwarded_allow_ips),
+        "forwarded_allow_ips": get_settings().forwarded_allow_ips,
     }
     if workers == 1:
         uvicorn.run("backend.app:create_app", **options)
@@ -215,15 +247,13 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="API processes.")] = 1,
 ) -> None:
     """Serve the API and pages; unless --no-worker, also run a worker process beside it."""
-    worker_process: subprocess.Popen[bytes] | None = None
-    if not no_worker:
-        worker_process = subprocess.Popen([sys.executable, "-m", "aqpl", "worker", "--pool=solo"])
-    try:
+    _private_files()  # uploads, the broker's messages; the worker started below inherits it
+    from backend.metrics.multiprocess import prepare_metrics_dir
+    from backend.settings import get_settings
+
+    # Before any API process starts: they inherit the folder where they count requests together.
+    prepare_metrics_dir(get_settings())
+    # Stopped with the API however it stops: signals, an exception, or a crash (cli/embedded_worker.py).
+    worker = None if no_worker else EmbeddedWorker([sys.executable, "-m", "cli", "worker", "--pool=solo"])
+    with worker_beside(worker):
         _run_uvicorn(host, port, workers)
-    finally:
-        if worker_process is not None:
-            worker_process.send_signal(signal.SIGTERM)
-            try:
-                worker_process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker_process.kill()

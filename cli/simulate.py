@@ -17,7 +17,7 @@ _DATASET_FORMATS_WITHOUT_PATH = frozenset({"digits"})
 
 def parse_dataset(value: str) -> tuple[str, Path | None]:
     """'FORMAT:PATH' (or a bare 'digits') -> (format, path); raises typer.BadParameter naming the problem."""
-    from worker.ml.datasets import DATASET_FORMATS
+    from aqpl.datasets import DATASET_FORMATS
 
     dataset_format, separator, raw_path = value.partition(":")
     dataset_format = dataset_format.strip().lower()
@@ -181,8 +181,8 @@ def simulate(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show progress bars")] = True,
 ) -> None:
     """Simulate AQPL with an oracle model: train, query, fine-tune, and benchmark robustness."""
+    from aqpl.datasets import DatasetError
     from worker.ml.corruptions import SUITE_NAMES, suite_corruption_names
-    from worker.ml.datasets import DatasetError
     from worker.ml.device import resolve_device
     from worker.ml.models import MODEL_NAMES
     from worker.ml.simulate.config import INT8_WITH_ADAPTIVE, METHODS, SimulationConfig

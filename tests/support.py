@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-AQPL = [sys.executable, "-m", "aqpl"]
+AQPL = [sys.executable, "-m", "cli"]
 
 
 def free_port() -> int:

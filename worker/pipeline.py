@@ -1,12 +1,14 @@
 """The ML steps of the platform, composed from worker/ml: no database, no Celery.
 
-The tasks in worker/tasks/ load rows, call these functions outside any transaction, and write
+The tasks in worker/jobs/ load rows, call these functions outside any transaction, and write
 the results back. Every function is deterministic for its inputs and the project seed (on CPU),
 so a step that runs twice after a redelivery writes the same results.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,19 +19,22 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from aqpl.corruption_names import CORRUPTION_NAMES, CORRUPTION_SEVERITIES
+from aqpl.corruption_names import CORRUPTION_NAMES
+from aqpl.datasets import DatasetLimits, ImageDataset, load_dataset, stratified_subset
 from aqpl.ladder import LADDER_SIZE
+from backend.projects.config import ProjectConfig
 from worker.ml.checkpoints import CheckpointInfo, load_checkpoint, save_checkpoint
 from worker.ml.corruptions import FALLBACK_SUITE, CorruptionSuite, build_corruption_suite
-from worker.ml.datasets import DatasetLimits, ImageDataset, load_dataset, stratified_subset
 from worker.ml.evaluation import evaluate
 from worker.ml.models import ModelSpec, build_model, spec_for_images
 from worker.ml.noise import derive_seed
-from worker.ml.scoring import Scores, score_examples
-from worker.ml.strategies import select
+from worker.ml.onnx_export import export_onnx, failure_reason, onnx_path_beside
+from worker.ml.scoring import Scores, ScoringPrecision, complete_draws, score_examples
+from worker.ml.strategies import Completion, select
 from worker.ml.training import CATConfig, TrainConfig, TrainResult, train_cat, train_model
 
 Progress = Callable[[int, int], None]
+logger = logging.getLogger("aqpl.worker")
 
 # Independent random streams of a project, mixed with the project seed and the round number.
 _STREAM_INIT = 1
@@ -50,23 +55,22 @@ def stream_seed(seed: int, stream: int, round_number: int = 0) -> int:
 # Import
 
 
-def import_dataset(config: Mapping[str, Any], *, limits: DatasetLimits | None = None) -> ImageDataset:
+def import_dataset(config: ProjectConfig, *, limits: DatasetLimits | None = None) -> ImageDataset:
     """Read the project's dataset (format, path, subset sizes) as uint8 NHWC arrays, within `limits`."""
-    dataset = config["dataset"]
-    path = Path(dataset["path"]) if dataset.get("path") else None
+    dataset = config.dataset
     return load_dataset(
-        dataset["format"],
-        path,
-        train_limit=dataset.get("train_limit"),
-        test_limit=dataset.get("test_limit"),
-        seed=int(config.get("seed", 0)),
+        dataset.format,
+        Path(dataset.path) if dataset.path else None,
+        train_limit=dataset.train_limit,
+        test_limit=dataset.test_limit,
+        seed=config.seed,
         limits=limits,
     )
 
 
-def dataset_key(config: Mapping[str, Any]) -> str:
+def dataset_key(config: ProjectConfig) -> str:
     """The name worker/ml keys per-dataset defaults on (Gaussian severities)."""
-    return str(config["dataset"]["format"])
+    return config.dataset.format
 
 
 def stacked_images(dataset: ImageDataset) -> npt.NDArray[np.uint8]:
@@ -78,13 +82,8 @@ def stacked_images(dataset: ImageDataset) -> npt.NDArray[np.uint8]:
 # Training
 
 
-def train_config(config: Mapping[str, Any], *, epochs: int, seed: int) -> TrainConfig:
-    return TrainConfig(
-        epochs=epochs,
-        batch_size=int(config.get("batch_size", 64)),
-        lr=float(config.get("learning_rate", 0.05)),
-        seed=seed,
-    )
+def train_config(config: ProjectConfig, *, epochs: int, seed: int) -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=config.batch_size, lr=config.learning_rate, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ class Pretrained:
 
 
 def pretrain(
-    config: Mapping[str, Any],
+    config: ProjectConfig,
     x_train: npt.NDArray[np.uint8],
     y_train: npt.NDArray[np.int64],
     class_names: Sequence[str],
@@ -107,15 +106,10 @@ def pretrain(
     progress: Progress | None = None,
 ) -> Pretrained:
     """GNT (every example at its σ) or CAT (σ adapted while training) from fresh weights."""
-    seed = int(config.get("seed", 0))
-    spec = spec_for_images(
-        x_train, len(class_names), str(config.get("model", "small_cnn")), tuple(class_names)
-    )
-    model = build_model(spec, seed=stream_seed(seed, _STREAM_INIT))
-    settings = train_config(
-        config, epochs=int(config.get("epochs", 5)), seed=stream_seed(seed, _STREAM_PRETRAIN)
-    )
-    if config.get("method", "gnt") == "cat":
+    spec = spec_for_images(x_train, len(class_names), config.model, tuple(class_names))
+    model = build_model(spec, seed=stream_seed(config.seed, _STREAM_INIT))
+    settings = train_config(config, epochs=config.epochs, seed=stream_seed(config.seed, _STREAM_PRETRAIN))
+    if config.method == "cat":
         result, adapted = train_cat(
             model, x_train, y_train, sigma_indices, settings, CATConfig(), device=device, progress=progress
         )
@@ -126,7 +120,7 @@ def pretrain(
 
 def finetune(
     model: nn.Module,
-    config: Mapping[str, Any],
+    config: ProjectConfig,
     round_number: int,
     x_train: npt.NDArray[np.uint8],
     y_train: npt.NDArray[np.int64],
@@ -138,8 +132,8 @@ def finetune(
     """Continue training the previous round's model on the updated σ (Eq. 2)."""
     settings = train_config(
         config,
-        epochs=int(config.get("finetune_epochs", 2)),
-        seed=stream_seed(int(config.get("seed", 0)), _STREAM_FINETUNE, round_number),
+        epochs=config.finetune_epochs,
+        seed=stream_seed(config.seed, _STREAM_FINETUNE, round_number),
     )
     result = train_model(model, x_train, y_train, sigma_indices, settings, device=device, progress=progress)
     return result, settings
@@ -166,7 +160,7 @@ def sigma_summary(sigma_indices: npt.NDArray[np.int64]) -> dict[str, Any]:
 
 
 def training_metadata(
-    config: Mapping[str, Any],
+    config: ProjectConfig,
     round_number: int,
     settings: TrainConfig,
     result: TrainResult,
@@ -175,8 +169,8 @@ def training_metadata(
 ) -> dict[str, Any]:
     return {
         "round": round_number,
-        "method": config.get("method", "gnt"),
-        "dataset": {key: value for key, value in config["dataset"].items() if key != "path"},
+        "method": config.method,
+        "dataset": config.dataset.model_dump(mode="json", exclude={"path"}),
         "training": {**asdict(settings), "final_loss": result.final_loss, "seconds": result.seconds},
         "sigma": sigma_summary(sigma_indices),
         **(extra or {}),
@@ -189,13 +183,36 @@ def save_weights(
     return save_checkpoint(path, model, spec, metadata)
 
 
+def publish_weights(
+    path: Path, model: nn.Module, spec: ModelSpec, metadata: Mapping[str, Any]
+) -> CheckpointInfo:
+    """The published checkpoint: its ONNX export beside `path` first, then the safetensors file,
+    whose metadata records the export (opset, sha256, size, input contract) under "onnx".
+
+    A failed export does not stop the publish (the safetensors file is the checkpoint; ONNX is a
+    second format): the metadata records "onnx": null and the reason as "onnx_error", the worker
+    logs a warning, and the API answers 404 with that reason for the ONNX file.
+    """
+    onnx_path = onnx_path_beside(path)
+    onnx: dict[str, Any] | None = None
+    reason: dict[str, str] = {}
+    try:
+        onnx = export_onnx(model, spec, onnx_path).to_metadata()
+    except Exception as error:  # any exporter failure: the publish goes on without ONNX
+        with contextlib.suppress(OSError):  # tidiness only: the API serves what the metadata names
+            onnx_path.unlink(missing_ok=True)
+        reason = {"onnx_error": failure_reason(error)}
+        logger.warning("ONNX export of %s failed, publishing without it: %s", path.name, reason["onnx_error"])
+    return save_checkpoint(path, model, spec, {**metadata, "onnx": onnx, **reason})
+
+
 # ---------------------------------------------------------------------------------------------
 # Scoring and selection
 
 
 def score_shard(
     model: nn.Module,
-    config: Mapping[str, Any],
+    config: ProjectConfig,
     round_number: int,
     x_train: npt.NDArray[np.uint8],
     sigma_indices: npt.NDArray[np.int64],
@@ -203,20 +220,58 @@ def score_shard(
     stop: int,
     *,
     device: torch.device,
+    precision: ScoringPrecision,
     progress: Progress | None = None,
 ) -> Scores:
-    """Eq. 5's H and the baseline scores of training examples [start, stop); shards merge exactly."""
+    """Eq. 5's H and the baseline scores of training examples [start, stop); shards merge exactly.
+
+    The project's `scoring` picks exact (all M draws) or adaptive scoring (early stopping; the
+    selection then completes its picks, `completion`); `precision` is the worker's arithmetic.
+    """
     return score_examples(
         model,
         x_train,
         sigma_indices,
-        draws=int(config.get("draws", 50)),
-        seed=stream_seed(int(config.get("seed", 0)), _STREAM_SCORE, round_number),
+        draws=config.draws,
+        seed=stream_seed(config.seed, _STREAM_SCORE, round_number),
         device=device,
         start=start,
         stop=stop,
         progress=progress,
+        adaptive=config.scoring == "adaptive",
+        mixed_precision=precision.mixed_precision,
+        channels_last=precision.channels_last,
+        int8=precision.int8,
     )
+
+
+def completion(
+    model: nn.Module,
+    config: ProjectConfig,
+    round_number: int,
+    x_train: npt.NDArray[np.uint8],
+    sigma_indices: npt.NDArray[np.int64],
+    *,
+    device: torch.device,
+    precision: ScoringPrecision,
+) -> Completion:
+    """Draws chosen examples on to all M copies with the round's noise: the copies exact scoring
+    would have drawn, so a completed pick reads exact scoring's H (int8 scores complete in fp32)."""
+    seed = stream_seed(config.seed, _STREAM_SCORE, round_number)
+
+    def complete(scores: Scores, examples: npt.NDArray[np.int64]) -> Scores:
+        return complete_draws(
+            model,
+            x_train,
+            sigma_indices,
+            scores,
+            examples,
+            seed=seed,
+            device=device,
+            **precision.completion_arguments(),
+        )
+
+    return complete
 
 
 @dataclass(frozen=True)
@@ -227,7 +282,7 @@ class Selected:
 
 
 def select_queries(
-    config: Mapping[str, Any],
+    config: ProjectConfig,
     round_number: int,
     entropy: npt.NDArray[np.float64],
     clean_uncertainty: npt.NDArray[np.float64],
@@ -235,18 +290,47 @@ def select_queries(
     already_queried: npt.NDArray[np.bool_],
 ) -> list[Selected]:
     """Up to 2B examples not answered before, by the project's strategy (deterministic per round)."""
-    strategy = str(config.get("strategy", "aqpl"))
     scores = Scores(entropy, clean_uncertainty, noise_uncertainty, forward_passes=0)
-    rng = np.random.default_rng(stream_seed(int(config.get("seed", 0)), _STREAM_SELECT, round_number))
-    selection = select(strategy, scores, int(config.get("budget", 10)), already_queried, rng)
+    chosen, _ = select_completed(config, round_number, scores, already_queried)
+    return chosen
+
+
+def select_completed(
+    config: ProjectConfig,
+    round_number: int,
+    scores: Scores,
+    already_queried: npt.NDArray[np.bool_],
+    complete: Completion | None = None,
+) -> tuple[list[Selected], Scores]:
+    """`select_queries` on Scores that may have stopped early: with `complete`, picks that stopped
+    early get all M draws and the choice is made again (strategies.select). Returns the picks and
+    the scores as completed (the same object when nothing needed completing)."""
+    completed = scores
+
+    def complete_and_keep(current: Scores, examples: npt.NDArray[np.int64]) -> Scores:
+        nonlocal completed
+        assert complete is not None
+        completed = complete(current, examples)
+        return completed
+
+    rng = np.random.default_rng(stream_seed(config.seed, _STREAM_SELECT, round_number))
+    selection = select(
+        config.strategy,
+        scores,
+        config.budget,
+        already_queried,
+        rng,
+        complete=None if complete is None else complete_and_keep,
+    )
     ranked_by = {
-        "clean_uncertainty": clean_uncertainty,
-        "noise_uncertainty": noise_uncertainty,
-    }.get(strategy, entropy)
-    return [
+        "clean_uncertainty": completed.clean_uncertainty,
+        "noise_uncertainty": completed.noise_uncertainty,
+    }.get(config.strategy, completed.entropy)
+    chosen = [
         Selected(int(index), side, float(ranked_by[index]))
         for index, side in zip(selection.indices.tolist(), selection.sides, strict=True)
     ]
+    return chosen, completed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,25 +346,23 @@ class EvaluationSet:
 
 
 def evaluation_set(
-    config: Mapping[str, Any],
+    config: ProjectConfig,
     x_test: npt.NDArray[np.uint8],
     y_test: npt.NDArray[np.int64],
     *,
     cache_dir: Path | None,
 ) -> EvaluationSet:
     """The test images (limited per the project's evaluation options) and their corrupted copies."""
-    options = dict(config.get("evaluation") or {})
-    seed = int(config.get("seed", 0))
-    limit = options.get("test_limit")
+    options = config.evaluation
+    seed = config.seed
+    limit = options.test_limit
     rows = np.arange(len(y_test), dtype=np.int64)
     if limit is not None and limit < len(y_test):
-        rows = stratified_subset(
-            y_test, int(limit), np.random.default_rng(stream_seed(seed, _STREAM_EVALUATION))
-        )
+        rows = stratified_subset(y_test, limit, np.random.default_rng(stream_seed(seed, _STREAM_EVALUATION)))
     images = np.ascontiguousarray(x_test[rows])
     labels = np.asarray(y_test[rows], dtype=np.int64)
-    names = tuple(options.get("corruptions") or CORRUPTION_NAMES)
-    severities = tuple(int(level) for level in options.get("severities") or CORRUPTION_SEVERITIES)
+    names = tuple(options.corruptions or CORRUPTION_NAMES)  # None: all of them
+    severities = tuple(options.severities)
     suite = build_corruption_suite(
         images,
         dataset_key=dataset_key(config),
@@ -295,7 +377,7 @@ def evaluation_set(
 
 def evaluate_model(model: nn.Module, evaluation: EvaluationSet, *, device: torch.device) -> dict[str, Any]:
     """Clean, Gaussian and corruption accuracy as JSON-ready floats (fractions in [0, 1])."""
-    metrics = evaluate(
+    metrics, _per_image = evaluate(
         model,
         evaluation.images,
         evaluation.labels,

@@ -9,7 +9,7 @@ from functools import lru_cache
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db import create_db_engine, make_session_factory, unit_of_work
-from backend.queue import TaskSender, install_outbox
+from backend.queue import JobSender, install_outbox
 from backend.settings import get_settings
 
 
@@ -19,12 +19,12 @@ def _session_factory() -> sessionmaker[Session]:
     from worker.celery_app import app
 
     factory = make_session_factory(create_db_engine(get_settings().database_url))
-    install_outbox(factory, TaskSender(app))
+    install_outbox(factory, JobSender(app))
     return factory
 
 
 @contextmanager
-def task_session() -> Iterator[Session]:
-    """One short unit of work inside a task: commit on success, roll back on error."""
+def job_session() -> Iterator[Session]:
+    """One short unit of work inside a job: commit on success, roll back on error."""
     with unit_of_work(_session_factory()) as session:
         yield session

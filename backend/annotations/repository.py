@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, aliased
 from backend.auth.service import as_utc
 from backend.models import Annotation, Assignment, AssignmentState, Project, Query, Round, RoundState
 from backend.models._types import UTCDateTime
+from backend.projects.config import ProjectConfig
 
 
 def by_idempotency_key(session: Session, annotator_id: int, key: str) -> Annotation | None:
@@ -76,7 +77,7 @@ class AnswerContext:
     required_answers: int
     round_number: int
     round_state: RoundState
-    project_config: dict[str, Any]
+    project_config: ProjectConfig
     others_live: int  # other annotators' unexpired leases of the query
     earlier: StoredAnswer | None  # the annotator's answer already stored under this Idempotency-Key
 

@@ -19,6 +19,7 @@ from backend.annotations.aggregation import annotator_bias, median_absolute_devi
 from backend.annotations.repository import StoredAnswer
 from backend.errors import Conflict, NotFound
 from backend.models import Project, Role, User
+from backend.projects.config import ProjectConfig
 from backend.tasks import repository as task_repository
 from backend.tasks import service as task_service
 from backend.tasks.repository import COMPLETE
@@ -31,7 +32,7 @@ class Submitted:
     round_id: int
     asked_one_more: bool = False  # the answers disagreed: the query now needs one more
     # The round of the query this answer completed, when its project closes rounds by itself: once
-    # this transaction has committed, `backend.rounds.service.close_if_complete` closes it if done.
+    # this transaction has committed, `backend.rounds.lifecycle.close_if_complete` closes it if done.
     completed_round_id: int | None = None
 
 
@@ -92,7 +93,7 @@ def submit_answer(
     else:
         repository.count_answer(session, query_id)
     answer = StoredAnswer(answer_id, assignment_id, query_id, sigma_index, seconds, now)
-    closes = completed and bool(context.project_config.get("auto_close", True))
+    closes = completed and context.project_config.auto_close
     return Submitted(
         answer,
         replayed=False,
@@ -102,13 +103,12 @@ def submit_answer(
     )
 
 
-def _aggregate_query(config: dict[str, Any], required_answers: int, answers: list[int]) -> dict[str, Any]:
+def _aggregate_query(config: ProjectConfig, required_answers: int, answers: list[int]) -> dict[str, Any]:
     """Median and MAD of a query's answers once it has them all: the columns to set on the query.
     Disagreeing answers get one more annotator (once); otherwise the query is complete."""
     mad = median_absolute_deviation(answers)
-    threshold = config.get("disagreement_threshold")
-    overlap = int(config.get("overlap", required_answers))
-    if threshold is not None and mad > float(threshold) and required_answers <= overlap:
+    threshold = config.disagreement_threshold
+    if threshold is not None and mad > threshold and required_answers <= config.overlap:
         return {"ask_one_more": True}
     return {"status": COMPLETE, "result_sigma_index": median_on_ladder(answers), "result_mad": mad}
 

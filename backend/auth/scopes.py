@@ -7,11 +7,13 @@ from backend.models import Role
 MANAGE = "manage"  # projects, rounds, users, exports, tokens (leads: their own projects)
 CHECKPOINTS_READ = "checkpoints:read"
 ANNOTATE = "annotate"
-ALL_SCOPES = (MANAGE, CHECKPOINTS_READ, ANNOTATE)
+# GET /metrics: the platform's counters across every project, for a Prometheus scraper (admins only).
+METRICS_READ = "metrics:read"
+ALL_SCOPES = (MANAGE, CHECKPOINTS_READ, ANNOTATE, METRICS_READ)
 
 ROLE_SCOPES: dict[Role, frozenset[str]] = {
     Role.admin: frozenset(ALL_SCOPES),
-    Role.lead: frozenset(ALL_SCOPES),
+    Role.lead: frozenset({MANAGE, CHECKPOINTS_READ, ANNOTATE}),
     Role.annotator: frozenset({ANNOTATE}),
 }
 

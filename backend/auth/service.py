@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -12,9 +11,10 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from backend.auth.ratelimit import LoginRateLimiter
+from backend.audit import AuditEvent, audit, audit_after_commit
+from backend.auth.ratelimit import LoginGuard, LoginThrottled
 from backend.auth.scopes import ALL_SCOPES, ROLE_SCOPES, effective_scopes
-from backend.errors import Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthorized
+from backend.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from backend.models import ApiToken, Role, User
 from backend.security import hash_password, new_token, token_digest, verify_password
 from backend.users.service import get_user_by_name
@@ -25,8 +25,6 @@ LOGIN_TOKEN_NAME = "login"  # noqa: S105  # a name, not a secret; reserved: API 
 LOGIN_TOKEN_LIFETIME = timedelta(hours=12)
 # last_used_at is a hint for people, not an audit log: write it at most once a minute per token.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-
-_fallback_limiter = LoginRateLimiter()
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -45,22 +43,42 @@ def authenticate(
     password: str,
     client_address: str,
     *,
-    limiter: LoginRateLimiter | None = None,
+    guard: LoginGuard,
 ) -> User:
-    """The active user with these credentials; 401 otherwise, 429 after too many failures."""
-    limiter = limiter or _fallback_limiter
-    user_key, address_key = f"user:{username.lower()}", f"address:{client_address}"
-    wait = limiter.retry_after(user_key, address_key)
-    if wait > 0:
-        raise TooManyRequests(f"too many failed logins; try again in {math.ceil(wait)} seconds")
-    user = get_user_by_name(session, username)
-    # Verify against a dummy hash for unknown users so the answer takes as long either way.
-    valid = verify_password(user.password_hash if user else _dummy_hash(), password)
+    """The active user with these credentials; 401 otherwise, 429 while throttled (ratelimit.py), 503
+    when no password check can start in time."""
+    try:
+        guard.throttle.check(username, client_address)
+        user = get_user_by_name(session, username)
+        with guard.gate.slot():
+            # Asked again with the slot held: other attempts may have failed while this one waited.
+            guard.throttle.check(username, client_address)
+            # Verify against a dummy hash for unknown users so the answer takes as long either way.
+            valid = verify_password(user.password_hash if user else _dummy_hash(), password)
+    except LoginThrottled:
+        audit(
+            AuditEvent.LOGIN_THROTTLED,
+            "login refused: too many failures",
+            username=username,
+            address=client_address,
+        )
+        raise
     if user is None or not valid or not user.is_active:
-        limiter.record_failure(user_key, address_key)
-        logger.info("failed login for %r from %s", username, client_address)
+        guard.throttle.record_failure(username, client_address)
+        reason = "unknown_user" if user is None else "wrong_password" if not valid else "inactive"
+        audit(
+            AuditEvent.LOGIN_FAILED, "failed login", username=username, address=client_address, reason=reason
+        )
         raise Unauthorized("wrong username or password")
-    limiter.clear(user_key)
+    guard.throttle.record_success(username, client_address)
+    audit_after_commit(
+        session,
+        AuditEvent.LOGIN_SUCCEEDED,
+        "login",
+        user_id=user.id,
+        username=user.username,
+        address=client_address,
+    )
     return user
 
 
@@ -109,10 +127,21 @@ def create_api_token(
         name=name,
         token_hash=token_digest(plain),
         scopes=sorted(set(scopes)),
-        expires_at=as_utc(expires_at) if expires_at else None,
+        # In UTC already here, so the response shows the instant as every later read does.
+        expires_at=as_utc(expires_at).astimezone(UTC) if expires_at else None,
     )
     session.add(token)
     session.flush()
+    audit_after_commit(
+        session,
+        AuditEvent.TOKEN_CREATED,
+        "API token created",
+        token_id=token.id,
+        name=name,
+        user_id=user.id,
+        scopes=token.scopes,
+        expires_at=token.expires_at.isoformat() if token.expires_at else None,
+    )
     return token, plain
 
 
@@ -134,6 +163,15 @@ def revoke_token(session: Session, user: User, token_id: int) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = datetime.now(UTC)
         session.flush()
+        audit_after_commit(
+            session,
+            AuditEvent.TOKEN_REVOKED,
+            "token revoked",
+            token_id=token.id,
+            name=token.name,
+            user_id=token.user_id,
+            actor_id=user.id,
+        )
     return token
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 
 from backend.checkpoints import repository, service
-from backend.checkpoints.schemas import CheckpointRead
+from backend.checkpoints.schemas import CheckpointFormat, CheckpointRead
 from backend.deps import CheckpointReader, SessionDep, SettingsDep
 
 router = APIRouter(tags=["checkpoints"])
@@ -14,6 +14,7 @@ router = APIRouter(tags=["checkpoints"])
 # Ids are 32-bit on PostgreSQL: a larger one is a 422, not a database error.
 ProjectId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 CheckpointId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+MARKDOWN = "text/markdown; charset=utf-8"
 
 
 @router.get("/projects/{project_id}/checkpoints")
@@ -53,15 +54,27 @@ def download_checkpoint(
     user: CheckpointReader,
     session: SessionDep,
     settings: SettingsDep,
+    format: CheckpointFormat = "safetensors",
 ) -> Response:
-    """The safetensors file; ETag is its sha256, conditional and range requests are honoured."""
+    """The safetensors (default) or ONNX file; ETag is its sha256, conditional and range requests honoured."""
     checkpoint = service.get_checkpoint(session, user, checkpoint_id)
-    path = service.file_path(settings, checkpoint)
-    etag = f'"{checkpoint.sha256}"'
+    file = service.download_file(settings, checkpoint, format)
+    etag = f'"{file.sha256}"'
     headers = {"ETag": etag, "Cache-Control": "private, max-age=0, must-revalidate"}
     if_none_match = request.headers.get("if-none-match", "")
     candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",") if tag.strip()}
     if etag in candidates or "*" in candidates:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    filename = f"project{checkpoint.project_id}_round{checkpoint.round_number:03d}.safetensors"
-    return FileResponse(path, media_type="application/octet-stream", filename=filename, headers=headers)
+    return FileResponse(
+        file.path, media_type="application/octet-stream", filename=file.filename, headers=headers
+    )
+
+
+@router.get(
+    "/checkpoints/{checkpoint_id}/card",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {MARKDOWN: {}}}},
+)
+def checkpoint_card(checkpoint_id: CheckpointId, user: CheckpointReader, session: SessionDep) -> Response:
+    """The model card in Markdown: data, round, σ, metrics, training and the ONNX input contract."""
+    return PlainTextResponse(service.model_card(session, user, checkpoint_id), media_type=MARKDOWN)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from backend.rounds.schemas import UtcDateTime
+
+# The file formats a checkpoint is downloaded in: the weights (default) or the ONNX export.
+CheckpointFormat = Literal["safetensors", "onnx"]
 
 
 class CheckpointRead(BaseModel):

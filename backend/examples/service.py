@@ -1,8 +1,14 @@
-"""What annotators see of an example: the clean image, its fixed noise field ε, and renders at a σ."""
+"""What annotators see of an example: the clean image, its fixed noise field ε, and renders at a σ.
+
+Only for those who may see it: whoever may manage its project (with the `manage` scope), and an
+annotator holding a live lease on a query of it (with `annotate`). Anyone else gets the 404 of an
+example that does not exist.
+"""
 
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -11,18 +17,27 @@ from sqlalchemy.orm import Session
 
 from aqpl.noise_field import noise_field, render_at_sigma
 from backend import storage
+from backend.auth.scopes import ANNOTATE, MANAGE
 from backend.errors import NotFound
-from backend.models import Example, Project
+from backend.examples import repository
+from backend.models import Example, Project, User
+from backend.projects.service import can_manage
 from backend.settings import Settings
 
 
-def get_example(session: Session, example_id: int) -> tuple[Example, Project]:
-    example = session.get(Example, example_id)
-    if example is None:
-        raise NotFound(f"example {example_id} not found")
-    project = session.get(Project, example.project_id)
-    assert project is not None  # foreign key
-    return example, project
+def get_visible_example(
+    session: Session, example_id: int, user: User, scopes: frozenset[str]
+) -> tuple[Example, Project]:
+    """The example and its project if `user` (whose request holds `scopes`) may see it, else 404.
+
+    One statement: the annotation page asks for these images on every task.
+    """
+    found = repository.example_with_lease(session, example_id, user.id, datetime.now(UTC))
+    if found is not None:
+        example, project, leased = found
+        if (MANAGE in scopes and can_manage(user, project)) or (ANNOTATE in scopes and leased):
+            return example, project
+    raise NotFound(f"example {example_id} not found")
 
 
 def clean_image(settings: Settings, project: Project, example: Example) -> npt.NDArray[np.uint8]:

@@ -1,186 +1,103 @@
-"""Prometheus text exposition: request counters of this process, platform gauges from the database.
+"""The Prometheus exposition: request metrics of the API processes, platform gauges from the database.
 
-Request counts and latencies are kept per API process (Prometheus adds up the instances it
-scrapes); project, round and query counts, step durations (from the rounds' timestamps) and the
+Request counts, latencies and requests in flight are kept by prometheus-client (backend/metrics/
+http.py): under `aqpl serve` in its multiprocess mode, so one scrape shows the sum of every API
+process. Project, round and query counts, step durations (from the rounds' timestamps) and the
 queue depth are read fresh at every scrape.
 """
 
 from __future__ import annotations
 
-import math
-import threading
-import time
-from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend.metrics.http import RequestMetrics
+from backend.metrics.multiprocess import mark_dead_processes, multiprocess_dir
+from backend.metrics.round_timeline import state_seconds_histogram
 from backend.models import Annotation, Project, ProjectStatus, Query, Round, RoundState
 from backend.settings import Settings
 
-# Upper bounds (seconds) of the request latency histogram.
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-UNMATCHED_ROUTE = "unmatched"  # 404s by path would make one series per probed URL
 # Celery's Redis transport keeps priorities 3, 6 and 9 in sibling lists of the queue's own.
 REDIS_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+ROUND_STEPS = ("scoring", "annotating", "retraining")
 
 
-class RequestMetrics:
-    """Request counts by (method, route template, status) and latency histograms by route."""
+class PlatformCollector(Collector):
+    """Gauges read from the database and the broker at one scrape."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: Counter[tuple[str, str, int]] = Counter()
-        self._buckets: dict[tuple[str, str], list[int]] = {}
-        self._sums: dict[tuple[str, str], float] = {}
+    def __init__(self, session: Session, settings: Settings) -> None:
+        self.session = session
+        self.settings = settings
 
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route)
-        with self._lock:
-            self._requests[(method, route, status)] += 1
-            buckets = self._buckets.setdefault(key, [0] * (len(LATENCY_BUCKETS) + 1))
-            for position, bound in enumerate(LATENCY_BUCKETS):
-                if seconds <= bound:
-                    buckets[position] += 1
-            buckets[-1] += 1  # +Inf, also the count
-            self._sums[key] = self._sums.get(key, 0.0) + seconds
-
-    def lines(self) -> list[str]:
-        with self._lock:
-            requests = sorted(self._requests.items())
-            buckets = {key: list(values) for key, values in sorted(self._buckets.items())}
-            sums = dict(self._sums)
-        out = [
-            "# HELP aqpl_http_requests_total HTTP requests answered by this API process.",
-            "# TYPE aqpl_http_requests_total counter",
-        ]
-        out += [
-            f"aqpl_http_requests_total{_labels(method=m, route=r, status=str(s))} {count}"
-            for (m, r, s), count in requests
-        ]
-        out += [
-            "# HELP aqpl_http_request_duration_seconds Time to answer an HTTP request.",
-            "# TYPE aqpl_http_request_duration_seconds histogram",
-        ]
-        for (method, route), values in buckets.items():
-            bounds = [f"{bound:g}" for bound in LATENCY_BUCKETS] + ["+Inf"]
-            name = "aqpl_http_request_duration_seconds_bucket"
-            out += [
-                f"{name}{_labels(method=method, route=route, le=le)} {value}"
-                for le, value in zip(bounds, values, strict=True)
-            ]
-            labels = _labels(method=method, route=route)
-            out.append(f"aqpl_http_request_duration_seconds_sum{labels} {_number(sums[(method, route)])}")
-            out.append(f"aqpl_http_request_duration_seconds_count{labels} {values[-1]}")
-        return out
+    def collect(self) -> Iterator[Metric]:
+        yield _by_label(
+            self.session,
+            "aqpl_projects",
+            "Projects by status.",
+            Project.status,
+            "status",
+            (status.value for status in ProjectStatus),
+        )
+        yield _by_label(
+            self.session,
+            "aqpl_rounds",
+            "Query rounds by state.",
+            Round.state,
+            "state",
+            (state.value for state in RoundState),
+        )
+        yield _by_label(
+            self.session,
+            "aqpl_queries",
+            "Queries by status (open: still needs answers).",
+            Query.status,
+            "status",
+            ("open", "complete"),
+        )
+        answers = int(self.session.scalar(select(func.count(Annotation.id))) or 0)
+        yield CounterMetricFamily("aqpl_annotations", "Answers given by annotators.", value=answers)
+        yield _step_durations(self.session)
+        yield state_seconds_histogram(self.session)
+        depth = GaugeMetricFamily(
+            "aqpl_queue_depth",
+            "Worker tasks waiting in the broker (-1: the broker did not answer).",
+            labels=("queue", "transport"),
+        )
+        depth.add_metric([self.settings.queue, _transport(self.settings)], queue_depth(self.settings))
+        yield depth
 
 
-class RequestMetricsMiddleware:
-    """Pure ASGI middleware: times every HTTP request and files it under its route template."""
-
-    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                # Server-Timing: the time spent in the app, for browser dev tools and load tests.
-                elapsed_ms = (time.perf_counter() - started) * 1000
-                headers = list(message.get("headers", []))
-                headers.append((b"server-timing", f"app;dur={elapsed_ms:.1f}".encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_record_status)
-        finally:
-            self.metrics.observe(
-                scope["method"], route_template(scope), status, time.perf_counter() - started
-            )
-
-
-def route_template(scope: Scope) -> str:
-    """ "/api/v1/projects/{project_id}" rather than the concrete path: one series per endpoint.
-
-    The matched route knows its template without the prefixes of the routers that include it;
-    those are the leading segments of the concrete path (no route here takes a {x:path} parameter).
-    """
-    route = scope.get("route")
-    template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    if not isinstance(template, str) or not template.startswith("/"):
-        return UNMATCHED_ROUTE
-    own = template.strip("/").split("/")
-    concrete = str(scope.get("path", "")).strip("/").split("/")
-    prefix = concrete[: max(0, len(concrete) - len(own))]
-    return "/" + "/".join([*prefix, *own]).strip("/")
-
-
-def platform_lines(session: Session, settings: Settings) -> list[str]:
-    out = _gauge(
-        "aqpl_projects",
-        "Projects by status.",
-        _by_label(session, Project.status, "status", (status.value for status in ProjectStatus)),
-    )
-    out += _gauge(
-        "aqpl_rounds",
-        "Query rounds by state.",
-        _by_label(session, Round.state, "state", (state.value for state in RoundState)),
-    )
-    out += _gauge(
-        "aqpl_queries",
-        "Queries by status (open: still needs answers).",
-        _by_label(session, Query.status, "status", ("open", "complete")),
-    )
-    answers = int(session.scalar(select(func.count(Annotation.id))) or 0)
-    out += [
-        "# HELP aqpl_annotations_total Answers given by annotators.",
-        "# TYPE aqpl_annotations_total counter",
-        f"aqpl_annotations_total {answers}",
-    ]
-    out += _step_durations(session)
-    depth = queue_depth(settings)
-    out += [
-        "# HELP aqpl_queue_depth Worker tasks waiting in the broker (-1: the broker did not answer).",
-        "# TYPE aqpl_queue_depth gauge",
-        f"aqpl_queue_depth{_labels(queue=settings.queue, transport=_transport(settings))} {depth}",
-    ]
-    return out
-
-
-def _by_label(session: Session, column: Any, label: str, known: Iterable[str]) -> dict[str, int]:
-    values = {value: 0 for value in known}
+def _by_label(
+    session: Session, name: str, help_text: str, column: Any, label: str, known: Iterable[str]
+) -> GaugeMetricFamily:
+    values = dict.fromkeys(known, 0)
     for value, count in session.execute(select(column, func.count()).group_by(column)).all():
         values[str(getattr(value, "value", value))] = int(count)
-    return {f"{label}={name}": count for name, count in values.items()}
+    family = GaugeMetricFamily(name, help_text, labels=(label,))
+    for label_value, count in values.items():
+        family.add_metric([label_value], count)
+    return family
 
 
-def _gauge(name: str, help_text: str, values: dict[str, int]) -> list[str]:
-    out = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-    for label_pair, value in values.items():
-        key, _, label_value = label_pair.partition("=")
-        out.append(f"{name}{_labels(**{key: label_value})} {value}")
-    return out
-
-
-def _step_durations(session: Session) -> list[str]:
+def _step_durations(session: Session) -> SummaryMetricFamily:
     """Seconds spent per round step, from the rounds' timestamps (finished steps only)."""
     rows = session.execute(
         select(Round.created_at, Round.annotating_at, Round.closed_at, Round.published_at)
     ).all()
-    spans: dict[str, list[float]] = {"scoring": [], "annotating": [], "retraining": []}
+    spans: dict[str, list[float]] = {step: [] for step in ROUND_STEPS}
     for created, annotating, closed, published in rows:
         for step, begin, end in (
             ("scoring", created, annotating),
@@ -189,19 +106,18 @@ def _step_durations(session: Session) -> list[str]:
         ):
             if begin is not None and end is not None:
                 spans[step].append(max(0.0, _seconds_between(begin, end)))
-    out = [
-        "# HELP aqpl_round_step_duration_seconds Time rounds spent in each step (from their timestamps).",
-        "# TYPE aqpl_round_step_duration_seconds summary",
-    ]
+    family = SummaryMetricFamily(
+        "aqpl_round_step_duration_seconds",
+        "Time rounds spent in each step (from their timestamps).",
+        labels=("step",),
+    )
     for step, values in spans.items():
-        out.append(f"aqpl_round_step_duration_seconds_sum{_labels(step=step)} {_number(sum(values))}")
-        out.append(f"aqpl_round_step_duration_seconds_count{_labels(step=step)} {len(values)}")
-    return out
+        family.add_metric([step], count_value=len(values), sum_value=sum(values))
+    return family
 
 
 def _seconds_between(begin: datetime, end: datetime) -> float:
-    # SQLite returns naive UTC datetimes, PostgreSQL aware ones: compare them alike.
-    return (end.replace(tzinfo=None) - begin.replace(tzinfo=None)).total_seconds()
+    return (end - begin).total_seconds()
 
 
 def _transport(settings: Settings) -> str:
@@ -227,20 +143,19 @@ def queue_depth(settings: Settings) -> int:
         return -1
 
 
-def _labels(**labels: str) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in labels.items()) + "}"
+def request_metrics_text(request_metrics: RequestMetrics) -> bytes:
+    """The request metrics: of every API process in multiprocess mode, else of this one."""
+    folder = multiprocess_dir()
+    if folder is None:
+        return generate_latest(request_metrics.registry)
+    mark_dead_processes(folder)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(folder))  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
 
 
-def _escape(value: str) -> str:
-    """A label value as the exposition format wants it: backslash, quote and newline escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    return "NaN" if math.isnan(value) else repr(float(value))
-
-
-def render(request_metrics: RequestMetrics, session: Session, settings: Settings) -> str:
-    return "\n".join([*request_metrics.lines(), *platform_lines(session, settings)]) + "\n"
+def render(request_metrics: RequestMetrics, session: Session, settings: Settings) -> bytes:
+    """The whole exposition (Prometheus text format 0.0.4)."""
+    platform = CollectorRegistry()
+    platform.register(PlatformCollector(session, settings))
+    return request_metrics_text(request_metrics) + generate_latest(platform)

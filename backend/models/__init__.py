@@ -3,10 +3,12 @@
 from backend.models.annotation import Annotation, Assignment, AssignmentState
 from backend.models.checkpoint import Checkpoint
 from backend.models.example import Example, SigmaChange, SigmaSource, Split
-from backend.models.project import Project, ProjectStatus
+from backend.models.membership import ProjectMember
+from backend.models.project import Project, ProjectStatus, ProjectStep
 from backend.models.round import Query, QuerySide, Round, RoundState, Score
 from backend.models.system import WorkerHeartbeat
 from backend.models.user import ApiToken, Role, User
+from backend.models.webhook import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "Annotation",
@@ -14,9 +16,12 @@ __all__ = [
     "Assignment",
     "AssignmentState",
     "Checkpoint",
+    "DeliveryStatus",
     "Example",
     "Project",
+    "ProjectMember",
     "ProjectStatus",
+    "ProjectStep",
     "Query",
     "QuerySide",
     "Role",
@@ -27,5 +32,7 @@ __all__ = [
     "SigmaSource",
     "Split",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WorkerHeartbeat",
 ]

@@ -51,6 +51,13 @@ class Round(Base):
     annotating_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The timeline (rounds/lifecycle.py, one helper): seconds spent in each state the round has left
+    # ({"scoring": 12.5, ...}, summed over visits), and when it entered the state it is in.
+    state_seconds: Mapped[dict[str, float] | None] = mapped_column(JSONType)
+    state_entered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
+    # Noisy images classified to score and select (completion included) and the scoring jobs' seconds.
+    forward_passes: Mapped[int] = mapped_column(default=0, server_default="0")
+    scoring_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
 class Score(Base):
@@ -65,6 +72,10 @@ class Score(Base):
     entropy: Mapped[float] = mapped_column(Float)
     clean_uncertainty: Mapped[float] = mapped_column(Float)
     noise_uncertainty: Mapped[float] = mapped_column(Float)
+    # Noisy copies drawn (< the project's draws where adaptive scoring stopped early), and then the
+    # predicted class counts of those copies, so that the selection can complete them.
+    draws_used: Mapped[int | None]
+    class_counts: Mapped[list[int] | None] = mapped_column(JSONType)
 
 
 class Query(Base):

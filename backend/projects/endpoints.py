@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response, UploadFile, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
 
-from backend import storage
-from backend.deps import Lead, SessionDep, SettingsDep
-from backend.errors import DomainError, PayloadTooLarge
+from backend.db import unit_of_work
+from backend.deps import Lead, ManagerCredentials, SessionDep, SettingsDep
+from backend.errors import InvalidInput, PayloadTooLarge
 from backend.models import SigmaSource, Split
 from backend.projects import service
 from backend.projects.repository import rounds_of
@@ -29,7 +31,7 @@ def create_project(
 ) -> ProjectRead:
     """Create a project; the worker imports the dataset, pretrains and evaluates it (status -> ready)."""
     project = service.create_project(session, settings, user, body)
-    return service.project_read(session, project)
+    return service.project_read(session, settings, project)
 
 
 @router.get("")
@@ -39,34 +41,78 @@ def list_projects(user: Lead, session: SessionDep) -> list[ProjectSummary]:
 
 
 @router.get("/{project_id}")
-def get_project(project_id: ProjectId, user: Lead, session: SessionDep) -> ProjectRead:
+def get_project(project_id: ProjectId, user: Lead, session: SessionDep, settings: SettingsDep) -> ProjectRead:
     """A project with its status, progress, σ counts and histogram, current round and latest checkpoint."""
-    return service.project_read(session, service.get_managed_project(session, user, project_id))
+    return service.project_read(session, settings, service.get_managed_project(session, user, project_id))
 
 
-@router.post("/{project_id}/dataset")
-def upload_dataset(
-    project_id: ProjectId, file: UploadFile, user: Lead, session: SessionDep, settings: SettingsDep
+# The body the upload reads itself (after its checks), described for the API docs and clients.
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+
+
+async def _dataset_file(request: Request) -> tuple[FormData, UploadFile]:
+    """The multipart field `file` (spooled to a temporary file as it arrives), and its form to close."""
+    form = await request.form(max_files=1, max_fields=8)
+    file = form.get("file")
+    if not isinstance(file, UploadFile):
+        await form.close()
+        raise InvalidInput(
+            "send the dataset as a multipart/form-data file field named 'file'", loc=("body", "file")
+        )
+    return form, file
+
+
+@router.post("/{project_id}/dataset", openapi_extra=UPLOAD_BODY)
+async def upload_dataset(
+    project_id: ProjectId, request: Request, credentials: ManagerCredentials
 ) -> ProjectRead:
     """Upload the dataset of a project created without a path (.npz, or a .zip of class folders)."""
-    project = service.get_managed_project(session, user, project_id)
-    service.ensure_awaiting_upload(project)  # before a byte is stored: never overwrite an import's files
-    if file.size is not None and file.size > settings.max_upload_bytes:
-        raise PayloadTooLarge(f"the upload is larger than {settings.max_upload_bytes} bytes")
-    path = storage.save_upload(settings, project.id, file.filename or "upload", file.file)
+    sessions, settings = request.app.state.sessions, request.app.state.settings
+
+    def authorise() -> None:
+        with unit_of_work(sessions) as session:
+            service.authorise_upload(session, credentials.user(session), project_id)
+
+    def store(file: UploadFile) -> ProjectRead:
+        with unit_of_work(sessions) as session:
+            name = file.filename or "upload"
+            project = service.store_upload(
+                session, settings, credentials.user(session), project_id, name, file.file
+            )
+            return service.project_read(session, settings, project)
+
+    # Who asks, and whether the project takes an upload, are settled (401/403/404/409) and committed
+    # before a byte of the body is read; no transaction is open while the client sends its file.
+    await run_in_threadpool(authorise)
+    form, file = await _dataset_file(request)
     try:
-        service.attach_upload(session, settings, project, str(path))
-    except DomainError:
-        storage.discard_upload(settings, project.id)  # a refused dataset leaves no file behind
-        raise
-    return service.project_read(session, project)
+        if file.size is not None and file.size > settings.max_upload_bytes:
+            raise PayloadTooLarge(f"the upload is larger than {settings.max_upload_bytes} bytes")
+        return await run_in_threadpool(store, file)
+    finally:
+        await form.close()
 
 
 @router.post("/{project_id}/retry")
-def retry_project(project_id: ProjectId, user: Lead, session: SessionDep) -> ProjectRead:
+def retry_project(
+    project_id: ProjectId, user: Lead, session: SessionDep, settings: SettingsDep
+) -> ProjectRead:
     """Resume a failed project at the step that failed."""
     project = service.retry_project(session, service.get_managed_project(session, user, project_id))
-    return service.project_read(session, project)
+    return service.project_read(session, settings, project)
 
 
 @router.get("/{project_id}/examples")

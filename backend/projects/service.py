@@ -10,17 +10,17 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
 from aqpl.datasets import DatasetError, DatasetInfo, DatasetLimits, inspect_dataset
-from aqpl.ladder import index_of
 from backend import storage
 from backend.checkpoints.repository import checkpoint_read
-from backend.errors import Conflict, Forbidden, InvalidInput, NotFound
-from backend.models import Project, ProjectStatus, Role, SigmaSource, Split, User
-from backend.projects import repository
+from backend.errors import Conflict, DomainError, InvalidInput, Loc, NotFound
+from backend.models import Project, ProjectStatus, ProjectStep, Role, SigmaSource, Split, User
+from backend.projects import lifecycle, repository
+from backend.projects.config import ProjectConfig
 from backend.projects.schemas import (
     ExamplePage,
     ExampleRead,
@@ -31,17 +31,13 @@ from backend.projects.schemas import (
     RoundMetrics,
     SigmaCounts,
 )
-from backend.queue import enqueue_after_commit
 from backend.rounds.repository import round_read
 from backend.settings import Settings
 
 # Formats read from a file or folder; "digits" ships with scikit-learn.
 FORMATS_WITH_PATH = frozenset({"mnist", "cifar10", "npz", "imagefolder"})
-# Steps of a project before it is ready, in order: progress.step names the one running (or failed).
-STEP_IMPORTING = "importing"
-STEP_PRETRAINING = "pretraining"
-STEP_EVALUATING = "evaluating"
-STEP_AWAITING_UPLOAD = "awaiting_upload"
+# Where ProjectCreate gives the dataset path: its problems are reported there, next to the form's field.
+DATASET_PATH: Loc = ("body", "dataset", "path")
 EXPORT_FORMATS = ("csv", "jsonl")
 EXPORT_COLUMNS = (
     "example_id",
@@ -56,12 +52,18 @@ EXPORT_COLUMNS = (
 )
 
 
-def ensure_can_manage(user: User | None, project: Project) -> None:
+def can_manage(user: User | None, project: Project) -> bool:
     """Admins manage every project, leads their own; None is the platform itself (worker, demo)."""
     if user is None or user.role == Role.admin:
-        return
-    if user.role != Role.lead or project.owner_id != user.id:
-        raise Forbidden(f"you do not manage project {project.id}")
+        return True
+    return user.role == Role.lead and project.owner_id == user.id
+
+
+def ensure_can_manage(user: User | None, project: Project) -> None:
+    """404, as for a project that does not exist, unless the user may manage it: a project the caller
+    may not see is not disclosed (callers that found it through another row say that row's 404)."""
+    if not can_manage(user, project):
+        raise NotFound(f"project {project.id} does not exist")
 
 
 def get_project(session: Session, project_id: int, *, for_update: bool = False) -> Project:
@@ -85,108 +87,111 @@ def dataset_limits(settings: Settings, *, upload: bool = False) -> DatasetLimits
 
 
 def check_dataset(
-    settings: Settings, dataset_format: str, path: Path, *, upload: bool = False
+    settings: Settings,
+    dataset_format: str,
+    path: Path,
+    *,
+    upload_dir: Path | None = None,
+    loc: Loc | None = None,
 ) -> DatasetInfo:
-    """422 naming the file and the problem unless `path` reads as a `dataset_format` dataset.
+    """422 (at `loc`) naming the file and the problem unless `path` reads as a `dataset_format` dataset.
 
     The worker's own reader (aqpl.datasets) in its header mode, with the worker's limit: what passes
     here does not fail there for its format or size. It never reads a file through a link that leaves
-    the import root, and names files relative to the dataset (server paths stay private).
+    the import root or enters the platform's own files (an upload: its project's upload folder), and
+    names files relative to the dataset (server paths stay private).
     """
-    assert settings.import_root is not None  # filled by Settings' validator
-    root = settings.import_root.resolve()
+    root = storage.import_root(settings) if upload_dir is None else upload_dir.resolve()
 
     def inside_root(file: Path) -> None:
         resolved = file.resolve()
-        if resolved != root and root not in resolved.parents:
+        outside = resolved != root and root not in resolved.parents
+        if outside or (upload_dir is None and storage.is_private(settings, resolved)):
             shown = file.relative_to(path).as_posix() if file.is_relative_to(path) else file.name
-            raise InvalidInput(f"{shown}: a link that points outside the import root; copy the file instead")
+            raise InvalidInput(
+                f"{shown}: a link that points outside the import root; copy the file instead", loc=loc
+            )
 
+    limits = dataset_limits(settings, upload=upload_dir is not None)
     try:
-        return inspect_dataset(
-            dataset_format, path, limits=dataset_limits(settings, upload=upload), guard=inside_root
-        )
+        return inspect_dataset(dataset_format, path, limits=limits, guard=inside_root)
     except DatasetError as error:
         message = str(error).replace(f"{path}/", "").replace(str(path), path.name)
-        raise InvalidInput(message) from error
+        raise InvalidInput(message, loc=loc) from error
 
 
-def project_config(settings: Settings, body: ProjectCreate) -> dict[str, Any]:
-    """The stored configuration: the request minus the name, σ as a ladder index, the path resolved."""
-    config = body.model_dump(exclude={"name"})
-    dataset = config["dataset"]
-    if dataset["format"] in FORMATS_WITH_PATH:
-        if dataset["path"] is not None:
-            path = storage.resolve_import_path(settings, dataset["path"])
-            check_dataset(settings, dataset["format"], path)
-            dataset["path"] = str(path)
-    elif dataset["path"] is not None:
-        raise InvalidInput(f"dataset format {dataset['format']!r} takes no path")
-    config["initial_sigma_index"] = index_of(body.initial_sigma)
+def project_config(settings: Settings, body: ProjectCreate) -> ProjectConfig:
+    """The stored configuration: the request minus the name, the dataset path resolved and checked."""
+    config = body.to_config()
+    dataset = config.dataset
+    if dataset.format in FORMATS_WITH_PATH:
+        if dataset.path is not None:
+            path = storage.resolve_import_path(settings, dataset.path, loc=DATASET_PATH)
+            check_dataset(settings, dataset.format, path, loc=DATASET_PATH)
+            return config.model_copy(update={"dataset": dataset.model_copy(update={"path": str(path)})})
+    elif dataset.path is not None:
+        raise InvalidInput(f"dataset format {dataset.format!r} takes no path", loc=DATASET_PATH)
     return config
 
 
 def create_project(session: Session, settings: Settings, owner: User, body: ProjectCreate) -> Project:
     """A new project in `importing`; the worker imports, pretrains and evaluates it."""
     config = project_config(settings, body)
-    awaiting_upload = config["dataset"]["format"] in FORMATS_WITH_PATH and config["dataset"]["path"] is None
-    project = Project(
-        name=body.name,
-        owner_id=owner.id,
-        status=ProjectStatus.importing,
-        config=config,
-        noise_seed=body.seed,
-        progress={"step": STEP_AWAITING_UPLOAD if awaiting_upload else STEP_IMPORTING, "done": 0, "total": 1},
-    )
-    session.add(project)
-    session.flush()
-    if not awaiting_upload:
-        enqueue_after_commit(session, "datasets.import", project.id)
+    awaiting_upload = config.dataset.format in FORMATS_WITH_PATH and config.dataset.path is None
+    project = Project(name=body.name, owner_id=owner.id, config=config, noise_seed=body.seed)
+    lifecycle.begin(session, project, awaiting_upload=awaiting_upload)
     return project
 
 
 def ensure_awaiting_upload(project: Project) -> None:
     """409 unless the project was created without a dataset path and still waits for its upload."""
-    if (
-        project.status != ProjectStatus.importing
-        or (project.progress or {}).get("step") != STEP_AWAITING_UPLOAD
-    ):
+    if not lifecycle.is_at(project, ProjectStep.awaiting_upload):
         raise Conflict(
             f"project {project.id} is not waiting for a dataset upload (status {project.status.value})"
         )
 
 
-def attach_upload(session: Session, settings: Settings, project: Project, stored_path: str) -> Project:
-    """Point an awaiting project at an uploaded dataset (stored under the import root) and import it."""
+def authorise_upload(session: Session, user: User, project_id: int) -> None:
+    """404 unless the user manages the project, 409 unless it waits for its upload: before a byte of
+    the upload is read."""
+    ensure_awaiting_upload(get_managed_project(session, user, project_id))
+
+
+def store_upload(
+    session: Session, settings: Settings, user: User, project_id: int, filename: str, stream: BinaryIO
+) -> Project:
+    """Keep an upload in the project's own folder (outside the import root) and import it.
+
+    The project's row is locked first: of two uploads at once, the second waits, then gets 409 and
+    touches no file. A refused dataset leaves no file behind.
+    """
+    project = get_project(session, project_id, for_update=True)
+    ensure_can_manage(user, project)
+    ensure_awaiting_upload(project)  # before a byte is stored: never overwrite an import's files
+    path = storage.save_upload(settings, project.id, filename, stream)
+    try:
+        return attach_upload(session, settings, project, path)
+    except DomainError:
+        storage.discard_upload(settings, project.id)
+        raise
+
+
+def attach_upload(session: Session, settings: Settings, project: Project, path: Path) -> Project:
+    """Point an awaiting project at its uploaded dataset (`path`, in its upload folder) and import it."""
     ensure_awaiting_upload(project)
-    path = storage.resolve_import_path(settings, stored_path)
-    check_dataset(settings, project.config["dataset"]["format"], path, upload=True)
-    config = dict(project.config)
-    config["dataset"] = {**config["dataset"], "path": str(path)}
-    project.config = config
-    project.progress = {"step": STEP_IMPORTING, "done": 0, "total": 1}
-    session.flush()
-    enqueue_after_commit(session, "datasets.import", project.id)
+    folder = storage.uploads_dir(settings, project.id)
+    config = project.config
+    check_dataset(settings, config.dataset.format, path, upload_dir=folder)
+    project.config = config.model_copy(
+        update={"dataset": config.dataset.model_copy(update={"path": str(path)})}
+    )
+    lifecycle.advance(session, project, ProjectStep.importing)
     return project
 
 
 def retry_project(session: Session, project: Project) -> Project:
     """Resume a failed project at the step that failed (import, pretraining or evaluation)."""
-    if project.status != ProjectStatus.failed:
-        raise Conflict(f"project {project.id} has not failed (status {project.status.value})")
-    step = (project.progress or {}).get("step", STEP_IMPORTING)
-    project.error = None
-    if step == STEP_IMPORTING:
-        project.status = ProjectStatus.importing
-        enqueue_after_commit(session, "datasets.import", project.id)
-    elif step == STEP_EVALUATING:
-        project.status = ProjectStatus.pretraining
-        enqueue_after_commit(session, "evaluation.evaluate", project.id, 0)
-    else:
-        project.status = ProjectStatus.pretraining
-        project.progress = {"step": STEP_PRETRAINING, "done": 0, "total": 1}
-        enqueue_after_commit(session, "training.pretrain", project.id)
-    session.flush()
+    lifecycle.retry(session, project)
     return project
 
 
@@ -202,7 +207,15 @@ def project_summary(project: Project) -> ProjectSummary:
     )
 
 
-def project_read(session: Session, project: Project) -> ProjectRead:
+def shown_config(settings: Settings, project: Project) -> ProjectConfig:
+    """The configuration as responses show it: the dataset path relative to the import root (an
+    upload's as `upload:<path>`), never a server path."""
+    dataset = project.config.dataset
+    shown = storage.shown_dataset_path(settings, project.id, dataset.path)
+    return project.config.model_copy(update={"dataset": dataset.model_copy(update={"path": shown})})
+
+
+def project_read(session: Session, settings: Settings, project: Project) -> ProjectRead:
     progress = project.progress if project.progress and project.status != ProjectStatus.ready else None
     current_round = repository.latest_round(session, project.id)
     checkpoint = repository.latest_checkpoint(session, project.id)
@@ -211,7 +224,7 @@ def project_read(session: Session, project: Project) -> ProjectRead:
         name=project.name,
         status=project.status.value,
         error=project.error,
-        config=project.config,
+        config=shown_config(settings, project),
         image_shape=project.image_shape,
         class_names=project.class_names,
         num_train=project.num_train,
@@ -239,7 +252,7 @@ def list_examples(
     limit: int,
 ) -> ExamplePage:
     class_names = project.class_names or []
-    show_class = bool(project.config.get("show_class_name", True))
+    show_class = project.config.show_class_name
     items = [
         ExampleRead(
             id=example.id,

@@ -8,6 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.models import Annotation, Checkpoint, Example, Query, Round, RoundState, Split
+from backend.models._types import utcnow
+from backend.rounds import timeline
 from backend.rounds.schemas import QueryRead, RoundCounts, RoundRead
 
 
@@ -60,6 +62,12 @@ def round_read(session: Session, round_: Round) -> RoundRead:
             "done": round_counts.answers,
             "total": required_answers(session, round_.id),
         }
+    now = utcnow()
+    state_seconds = timeline.state_seconds_now(
+        round_.state_seconds, round_.state, round_.state_entered_at, now
+    )
+    # The progress restarts with each visit of a state: throughput is measured over this visit.
+    eta = timeline.eta_seconds(round_.state, progress, timeline.seconds_between(round_.state_entered_at, now))
     return RoundRead(
         id=round_.id,
         project_id=round_.project_id,
@@ -77,6 +85,10 @@ def round_read(session: Session, round_: Round) -> RoundRead:
         closed_at=round_.closed_at,
         published_at=round_.published_at,
         checkpoint_id=checkpoint_id(session, round_.id),
+        forward_passes=round_.forward_passes or 0,
+        scoring_seconds=round_.scoring_seconds or 0.0,
+        state_seconds=state_seconds,
+        eta_seconds=eta,
     )
 
 

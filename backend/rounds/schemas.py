@@ -46,6 +46,14 @@ class RoundRead(BaseModel):
     closed_at: UtcDateTime | None
     published_at: UtcDateTime | None
     checkpoint_id: int | None
+    # Noisy images classified to score and select (adaptive completion included), and the scoring
+    # jobs' seconds summed over shards.
+    forward_passes: int
+    scoring_seconds: float
+    # Seconds spent in each state so far (the current one up to now); only states the round was in.
+    state_seconds: dict[str, float]
+    # Seconds left of a running scoring or training step at its measured throughput (None otherwise).
+    eta_seconds: float | None
 
 
 class QueryRead(BaseModel):

@@ -8,8 +8,14 @@ from typing import Any
 
 from celery import Celery
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 import aqpl
+from backend.auth.scopes import MANAGE
+from backend.auth.service import resolve_caller
+from backend.db import unit_of_work
+from backend.models import Role
 
 
 def _package_version(name: str) -> str | None:
@@ -25,6 +31,16 @@ def versions() -> dict[str, str | None]:
         "python": platform.python_version(),
         **{name: _package_version(name) for name in ("fastapi", "sqlalchemy", "celery", "alembic")},
     }
+
+
+def is_admin(sessions: sessionmaker[Session], token: str) -> bool:
+    """Whether `token` is a valid token of an admin with the manage scope (False if the database is down)."""
+    try:
+        with unit_of_work(sessions) as session:
+            caller = resolve_caller(session, token)
+    except SQLAlchemyError:
+        return False
+    return caller is not None and caller.role == Role.admin and MANAGE in caller.scopes
 
 
 def database_health(engine: Engine) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from backend.annotations.repository import StoredAnswer
 from backend.auth.service import as_utc
 from backend.deps import Annotator, AnnotatorCredentials, OneHop, SessionDep, SettingsDep, in_one_hop
 from backend.models import Assignment
+from backend.rounds import lifecycle as round_lifecycle
 from backend.rounds import service as round_service
 from backend.tasks import service
 from backend.tasks.schemas import (
@@ -38,7 +39,7 @@ JSON = "application/json"
 def task_read(page: TaskPage) -> TaskRead:
     view = page.view
     class_names = view.class_names or []
-    show_class = bool(view.config.get("show_class_name", True)) and 0 <= view.label < len(class_names)
+    show_class = view.config.show_class_name and 0 <= view.label < len(class_names)
     return TaskRead(
         id=view.task_id,
         query_id=view.query_id,
@@ -52,7 +53,7 @@ def task_read(page: TaskPage) -> TaskRead:
         noise_url=f"/api/v1/examples/{view.example_id}/noise",
         image_shape=list(view.image_shape or []),
         ladder=Ladder(),
-        current_sigma_index=view.sigma_index_before if view.config.get("show_sigma_marker") else None,
+        current_sigma_index=view.sigma_index_before if view.config.show_sigma_marker else None,
         expires_at=as_utc(view.expires_at),
         progress=TaskProgress(answered=page.answered, total=page.needed, mine=view.mine),
     )
@@ -87,7 +88,7 @@ async def next_task(
         QueryParam(ge=1, le=2**31 - 1, description="Your task on screen: lease another one to prefetch."),
     ] = None,
 ) -> Response:
-    """Lease the next query to answer (your current lease if you hold one); 204 when none is left."""
+    """Lease the next query of a project you work on (your current lease if you hold one); 204 if none."""
 
     def work(hop: OneHop) -> Response:
         with hop.unit_of_work() as session:
@@ -99,6 +100,7 @@ async def next_task(
                 project_id,
                 exclude,
                 annotator_locked=True,
+                role=caller.role,
             )
             page = (
                 None
@@ -185,7 +187,7 @@ async def submit_annotation(request: Request, task_id: TaskId, credentials: Anno
         if submitted.completed_round_id is not None:
             # After the answer's commit, whether or not its client is still there: the last one closes.
             with hop.unit_of_work(stop_if_gone=False) as session:
-                round_service.close_if_complete(session, submitted.completed_round_id)
+                round_lifecycle.close_if_complete(session, submitted.completed_round_id)
         content = annotation_read(submitted.annotation).model_dump_json()
         return Response(content, status_code=status.HTTP_201_CREATED, media_type=JSON)
 

@@ -30,7 +30,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from backend.models import (
     Annotation,
@@ -38,11 +38,15 @@ from backend.models import (
     AssignmentState,
     Example,
     Project,
+    ProjectMember,
     Query,
+    Role,
     Round,
     RoundState,
+    User,
 )
 from backend.models._types import UTCDateTime
+from backend.projects.config import ProjectConfig
 
 OPEN = "open"
 COMPLETE = "complete"
@@ -60,13 +64,39 @@ _NOW = bindparam("now", type_=UTCDateTime)
 _PROJECT: BindParameter[int] = bindparam("project_id", type_=Integer)
 
 
+def _may_take_tasks(
+    user_id: ColumnElement[int] | InstrumentedAttribute[int], manager: bool | ColumnElement[bool]
+) -> ColumnElement[bool]:
+    """The project (a `projects` row in the statement's FROM) is one whose tasks the user may take: for
+    an annotator, a project open to all annotators or one that lists them; for a lead or an admin
+    (`manager`), one they own or one that lists them. The one statement of this rule, used by
+    `tasks/next` and by member changes.
+
+    `manager` is a bool when the caller's role is known (tasks/next: one branch in the SQL), else a
+    column expression of a joined user row. The member list is a primary-key probe, which OR skips
+    for the projects open to all.
+    """
+    listed = exists().where(ProjectMember.project_id == Project.id, ProjectMember.user_id == user_id)
+    if isinstance(manager, bool):
+        return or_(Project.owner_id == user_id if manager else Project.all_annotators, listed)
+    return or_(and_(manager, Project.owner_id == user_id), and_(~manager, Project.all_annotators), listed)
+
+
 @cache
-def _candidate_statement(*, by_project: bool, excluding: bool, skip_locked: bool) -> Select[int]:
-    """Open queries with a free slot that the annotator never answered, skipped or holds, oldest first;
-    the first of them, its row locked until commit.
+def _candidate_statement(
+    *, by_project: bool, excluding: bool, skip_locked: bool, manager: bool = False
+) -> Select[int]:
+    """Open queries with a free slot that the annotator never answered, skipped or holds, oldest first,
+    in projects whose tasks they may take (`_may_take_tasks`); the first of them, its row locked until
+    commit.
 
     A free slot: answers + unexpired leases < required answers. An annotator's own expired lease
     does not hide the query from them: they may take the same assignment back.
+
+    The project rule is evaluated once per statement, not per query row: with a project named, as
+    an uncorrelated EXISTS (PostgreSQL's one-time filter: a project the caller may not take answers
+    nothing without scanning a row); otherwise as the set of allowed projects (a hashed subplan,
+    probed per row like the round's state).
     """
     live_leases = (
         select(func.count(Assignment.id))
@@ -92,8 +122,13 @@ def _candidate_statement(*, by_project: bool, excluding: bool, skip_locked: bool
         .limit(1)
         .with_for_update(of=Query, skip_locked=skip_locked)
     )
+    allowed = _may_take_tasks(_ANNOTATOR, manager)
     if by_project:
-        statement = statement.where(Round.project_id == _PROJECT)
+        statement = statement.where(
+            Round.project_id == _PROJECT, exists().where(Project.id == _PROJECT, allowed)
+        )
+    else:
+        statement = statement.where(Round.project_id.in_(select(Project.id).where(allowed)))
     if excluding:
         statement = statement.where(Query.id.not_in(bindparam("tried", expanding=True)))
     return statement
@@ -171,10 +206,12 @@ def lock_candidate(
     tried: Collection[int],
     *,
     skip_locked: bool,
+    manager: bool = False,
 ) -> int | None:
-    """The oldest candidate query, its row locked until commit (skipping rows others hold, or waiting)."""
+    """The oldest candidate query, its row locked until commit (skipping rows others hold, or waiting);
+    `manager`: the caller is a lead or an admin (see `_may_take_tasks`)."""
     statement = _candidate_statement(
-        by_project=project_id is not None, excluding=bool(tried), skip_locked=skip_locked
+        by_project=project_id is not None, excluding=bool(tried), skip_locked=skip_locked, manager=manager
     )
     parameters = {"annotator_id": annotator_id, "now": now, "project_id": project_id, "tried": list(tried)}
     found = session.connection().execute(statement, parameters).scalar()
@@ -293,7 +330,7 @@ class TaskView:
     project_name: str
     class_names: list[str] | None
     image_shape: list[int] | None
-    config: dict[str, Any]
+    config: ProjectConfig
     mine: int  # this annotator's answers in the round
 
 
@@ -357,3 +394,77 @@ def round_progress(session: Session, round_id: int) -> tuple[int, int]:
     PostgreSQL's CPU at 20,000), hence `backend.tasks.progress.RoundProgress`."""
     answered, needed = session.connection().execute(_ROUND_PROGRESS, {"round_id": round_id}).one()
     return int(answered), int(needed)
+
+
+# ---------------------------------------------------------------- leases taken back (accounts, members)
+
+
+def lock_queries_leased_to(
+    session: Session,
+    annotator_ids: Collection[int],
+    states: Collection[AssignmentState],
+    project_id: int | None,
+) -> list[int]:
+    """Lock (FOR UPDATE, in id order) the queries on which these annotators hold an assignment in one of
+    `states` (of `project_id`'s rounds only, if given); their ids. The annotators' user rows come first."""
+    statement = (
+        select(Query.id)
+        .join(Assignment, Assignment.query_id == Query.id)
+        .where(Assignment.annotator_id.in_(list(annotator_ids)), Assignment.state.in_(list(states)))
+        .order_by(Query.id)
+        .with_for_update(of=Query)  # PostgreSQL allows no DISTINCT here: duplicates are dropped below
+    )
+    if project_id is not None:
+        statement = statement.join(Round, Round.id == Query.round_id).where(Round.project_id == project_id)
+    return list(dict.fromkeys(int(query_id) for query_id in session.scalars(statement)))
+
+
+def lease_holders_outside(
+    session: Session, project_id: int, states: Collection[AssignmentState]
+) -> list[int]:
+    """Users holding an assignment in one of `states` on the project's queries who may not take its
+    tasks (`_may_take_tasks`, by each one's role), in id order."""
+    statement = (
+        select(Assignment.annotator_id)
+        .join(Query, Query.id == Assignment.query_id)
+        .join(Round, Round.id == Query.round_id)
+        .join(Project, Project.id == Round.project_id)
+        .join(User, User.id == Assignment.annotator_id)
+        .where(
+            Project.id == project_id,
+            Assignment.state.in_(list(states)),
+            ~_may_take_tasks(User.id, User.role != Role.annotator),
+        )
+        .group_by(Assignment.annotator_id)
+        .order_by(Assignment.annotator_id)
+    )
+    return [int(user_id) for user_id in session.scalars(statement)]
+
+
+def lock_users(session: Session, user_ids: Collection[int]) -> None:
+    """Lock these users' rows (FOR NO KEY UPDATE, in id order): their `tasks/next` wait for our commit."""
+    statement = (
+        select(User.id).where(User.id.in_(list(user_ids))).order_by(User.id).with_for_update(key_share=True)
+    )
+    session.execute(statement).all()
+
+
+def set_assignments_state(
+    session: Session,
+    annotator_ids: Collection[int],
+    query_ids: Collection[int],
+    states: Collection[AssignmentState],
+    state: AssignmentState,
+) -> int:
+    """Move these annotators' assignments of these (locked) queries from one of `states` to `state`."""
+    statement = (
+        update(Assignment)
+        .where(
+            Assignment.annotator_id.in_(list(annotator_ids)),
+            Assignment.query_id.in_(list(query_ids)),
+            Assignment.state.in_(list(states)),
+        )
+        .values(state=state)
+        .execution_options(synchronize_session=False)
+    )
+    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]

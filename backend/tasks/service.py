@@ -10,7 +10,7 @@ transaction starts with BEGIN IMMEDIATE: one writer at a time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from backend.auth.service import as_utc
 from backend.errors import Conflict, NotFound
-from backend.models import Assignment, AssignmentState, Query, Round, RoundState, User
+from backend.models import Assignment, AssignmentState, Query, Role, Round, RoundState, User
 from backend.tasks import repository
 from backend.tasks.progress import RoundProgress
 from backend.tasks.repository import OPEN, Lease
@@ -46,6 +46,7 @@ def next_task(
     exclude_task_id: int | None = None,
     *,
     annotator_locked: bool = False,
+    role: Role = Role.annotator,
 ) -> int | None:
     """Id of the annotator's live lease, or of a new one on a query with a free slot; None if none is left.
 
@@ -53,6 +54,7 @@ def next_task(
     annotator works on it, so an annotator holds at most two live leases. The annotator's user row
     is locked first (two tabs asking at once get one lease), unless the caller already did
     (`annotator_locked`: `resolve_caller(..., lock_user=True)` does it with the token's lookup).
+    Only projects whose tasks the `role` may take are searched (`repository._may_take_tasks`).
     """
     now = now_utc()
     if not annotator_locked:
@@ -63,13 +65,14 @@ def next_task(
     if held is not None:
         return held
     expires_at = now + timedelta(seconds=lease_seconds)
+    manager = role != Role.annotator
     tried: list[int] = []
     for skip_locked in (True, False):
         # First pass skips rows other requests hold; the second waits for them, so that a query
         # briefly locked by someone's submit is not reported as unavailable (204 must mean none left).
         while len(tried) < MAX_CANDIDATES:
             query_id = repository.lock_candidate(
-                session, annotator_id, now, project_id, tried, skip_locked=skip_locked
+                session, annotator_id, now, project_id, tried, skip_locked=skip_locked, manager=manager
             )
             if query_id is None:
                 break
@@ -244,3 +247,36 @@ def skip(session: Session, annotator_id: int, assignment_id: int) -> Assignment:
     assignment.state = AssignmentState.skipped
     session.flush()
     return assignment
+
+
+def take_back_leases(
+    session: Session, annotator_ids: Collection[int], *, project_id: int | None = None, for_good: bool = False
+) -> int:
+    """Return the annotators' leases (of `project_id`'s rounds only, if given) to the pool now; how many.
+
+    Their slots are free at once. Plain (`expired`): the annotator gets the same assignment back if
+    they may take the query again later (a reactivated account). `for_good` (`skipped`): they can
+    neither answer nor renew it, even while its slot is free, nor be offered the query again (an
+    annotator taken off a project); lapsed leases, which a free slot would revive, go too. The caller
+    holds the annotators' user rows already (lock order: users, then queries, then assignments).
+    """
+    if not annotator_ids:
+        return 0
+    states = (AssignmentState.leased, AssignmentState.expired) if for_good else (AssignmentState.leased,)
+    query_ids = repository.lock_queries_leased_to(session, annotator_ids, states, project_id)
+    if not query_ids:
+        return 0
+    target = AssignmentState.skipped if for_good else AssignmentState.expired
+    return repository.set_assignments_state(session, annotator_ids, query_ids, states, target)
+
+
+def take_back_from_outsiders(session: Session, project_id: int) -> int:
+    """After a project's members changed: the leases, live or lapsed, of those who may no longer take
+    its tasks go back to the pool for good (`take_back_leases`); how many. The project's row is locked
+    by the caller; the holders' user rows are locked here, before their queries."""
+    states = (AssignmentState.leased, AssignmentState.expired)
+    outsiders = repository.lease_holders_outside(session, project_id, states)
+    if not outsiders:
+        return 0
+    repository.lock_users(session, outsiders)
+    return take_back_leases(session, outsiders, project_id=project_id, for_good=True)

@@ -28,8 +28,11 @@ def token_read(token: ApiToken) -> TokenRead:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_token(body: TokenCreate, request: Request, user: Lead, session: SessionDep) -> TokenCreated:
+def create_token(
+    body: TokenCreate, request: Request, response: Response, user: Lead, session: SessionDep
+) -> TokenCreated:
     """Create an API token with some of your scopes; its value is in this response only."""
+    response.headers["Cache-Control"] = "no-store"  # the token's value: no cache may keep it
     token, plain = service.create_api_token(
         session, user, body.name, body.scopes, body.expires_at, within_scopes=request.state.scopes
     )

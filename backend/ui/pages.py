@@ -1,13 +1,14 @@
 """Page routes: server-rendered shells; the pages' scripts read and change state through the JSON API.
 
-Pages find the user from the session cookie and send anyone signed out to /login. State changes
+Pages find the user from the session cookie through their dependencies (`PageLead`, `PageAnnotator`:
+backend/ui/viewer.py), which send anyone signed out to /login and anyone else home. State changes
 made by a page go through /api/v1 with the X-CSRF-Token header (or, for the sign-in and sign-out
-forms, a hidden csrf_token field checked against the aqpl_csrf cookie).
+forms, a hidden csrf_token field: the session's token, or the sign-in form's signed one; see
+backend/auth/csrf.py).
 """
 
 from __future__ import annotations
 
-import secrets
 from html import escape
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,22 +23,31 @@ import frontend
 from aqpl.corruption_names import CORRUPTION_NAMES, CORRUPTION_SEVERITIES
 from aqpl.ladder import LADDER_MAX_INDEX
 from backend.auth import service as auth_service
+from backend.auth.csrf import CSRF_COOKIE, cookie_name, login_csrf_token_valid, new_login_csrf_token
 from backend.auth.endpoints import clear_session_cookies, set_session_cookies
-from backend.auth.ratelimit import limiter_for
+from backend.auth.hash_gate import LoginBusy
+from backend.auth.ratelimit import LoginThrottled, login_guard, retry_later_headers
 from backend.auth.scopes import ALL_SCOPES
-from backend.deps import CSRF_COOKIE, SessionDep, SettingsDep
-from backend.errors import DomainError, TooManyRequests
+from backend.deps import SessionDep, SettingsDep
+from backend.errors import DomainError, Unauthorized
 from backend.models import Role
+from backend.projects.config import field_defaults
+from backend.settings import Settings
 from backend.ui import panels
 from backend.ui.viewer import (
+    FragmentLead,
+    PageAnnotator,
+    PageLead,
+    PageViewer,
     Viewer,
-    csrf_cookie,
     csrf_matches,
-    current_viewer,
     home_of,
-    login_url,
+    login_csrf_cookie,
+    login_csrf_matches,
+    page_csrf_token,
     safe_next,
 )
+from backend.webhooks import events as webhook_events
 
 FRONTEND_DIR = Path(frontend.__file__).resolve().parent
 TEMPLATES = Jinja2Templates(directory=FRONTEND_DIR / "templates")
@@ -83,29 +93,24 @@ def _render(
     response = TEMPLATES.TemplateResponse(
         request,
         template,
-        {"viewer": viewer, "csrf_token": csrf_cookie(request), "path": request.url.path, **context},
+        {
+            "viewer": viewer,
+            "csrf_token": page_csrf_token(request),
+            "path": request.url.path,
+            "api_docs": request.app.state.settings.api_docs_enabled,
+            **context,
+        },
         status_code=status_code,
     )
     response.headers.update(SECURITY_HEADERS)
     return response
 
 
-def _guard(request: Request, session: SessionDep, *, need: str | None) -> Viewer | Response:
-    """The viewer of a page, or where to send them instead (sign-in, or their own home page)."""
-    viewer = current_viewer(request, session)
-    if viewer is None:
-        return RedirectResponse(login_url(request), status_code=status.HTTP_303_SEE_OTHER)
-    if need is not None and need not in viewer.scopes:
-        return RedirectResponse(viewer.home, status_code=status.HTTP_303_SEE_OTHER)
-    return viewer
-
-
 # ------------------------------------------------------------------ sign-in
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, session: SessionDep, next: str | None = None) -> Response:
-    viewer = current_viewer(request, session)
+def login_page(request: Request, viewer: PageViewer, next: str | None = None) -> Response:
     if viewer is not None:
         return RedirectResponse(safe_next(next) or viewer.home, status_code=status.HTTP_303_SEE_OTHER)
     return _login_form(request, next_path=safe_next(next))
@@ -119,8 +124,12 @@ def _login_form(
     username: str = "",
     status_code: int = 200,
 ) -> HTMLResponse:
-    # A pre-session CSRF token (double submit): a cross-site page cannot sign someone in as itself.
-    token = csrf_cookie(request) or secrets.token_urlsafe(32)
+    # A signed token in the form and a cookie (backend/auth/csrf.py): a cross-site page cannot sign
+    # someone in as itself. Kept while valid, so two open sign-in tabs both work.
+    settings: Settings = request.app.state.settings
+    token = login_csrf_cookie(request)
+    if not login_csrf_token_valid(settings, token):
+        token = new_login_csrf_token(settings)
     response = TEMPLATES.TemplateResponse(
         request,
         "login.html",
@@ -135,8 +144,15 @@ def _login_form(
         status_code=status_code,
     )
     response.headers.update(SECURITY_HEADERS)
-    if token != csrf_cookie(request):
-        response.set_cookie(CSRF_COOKIE, token, httponly=False, samesite="strict", path="/")
+    if token != login_csrf_cookie(request):
+        response.set_cookie(
+            cookie_name(settings, CSRF_COOKIE),
+            token,
+            httponly=False,
+            samesite="strict",
+            secure=settings.environment == "production",
+            path="/",
+        )
     return response
 
 
@@ -151,7 +167,7 @@ def login_submit(
     next: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     next_path = safe_next(next)
-    if not csrf_matches(request, csrf_token):
+    if not login_csrf_matches(request, csrf_token):
         return _login_form(
             request,
             next_path=next_path,
@@ -170,33 +186,39 @@ def login_submit(
     address = request.client.host if request.client else "unknown"
     try:
         user = auth_service.authenticate(
-            session, username, password, address, limiter=limiter_for(request.app.state)
+            session, username, password, address, guard=login_guard(request.app.state)
         )
     except DomainError as error:
-        message = error.message if isinstance(error, TooManyRequests) else "Wrong username or password."
-        return _login_form(
+        message = "Wrong username or password." if isinstance(error, Unauthorized) else error.message
+        refused = _login_form(
             request, next_path=next_path, username=username, error=message, status_code=error.status_code
         )
+        if isinstance(error, LoginThrottled | LoginBusy):
+            refused.headers.update(retry_later_headers(error))
+        return refused
     token = auth_service.create_login_token(session, user)
     response = RedirectResponse(next_path or home_of(user), status_code=status.HTTP_303_SEE_OTHER)
-    set_session_cookies(response, settings, token, secrets.token_urlsafe(32))
+    set_session_cookies(response, settings, token)
     return response
 
 
 @router.post("/logout")
 def logout(
-    request: Request, session: SessionDep, csrf_token: Annotated[str, Form(max_length=200)] = ""
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    viewer: PageViewer,
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    viewer = current_viewer(request, session)
     response = RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
     if viewer is None:
-        clear_session_cookies(response)
+        clear_session_cookies(response, settings)
         return response
     if not csrf_matches(request, csrf_token):
         return RedirectResponse(viewer.home, status_code=status.HTTP_303_SEE_OTHER)
     if viewer.token.name == auth_service.LOGIN_TOKEN_NAME:
         auth_service.revoke_token(session, viewer.user, viewer.token.id)
-    clear_session_cookies(response)
+    clear_session_cookies(response, settings)
     return response
 
 
@@ -204,10 +226,7 @@ def logout(
 
 
 @router.get("/annotate", response_class=HTMLResponse)
-def annotate_page(request: Request, session: SessionDep) -> Response:
-    viewer = _guard(request, session, need="annotate")
-    if not isinstance(viewer, Viewer):
-        return viewer
+def annotate_page(request: Request, viewer: PageAnnotator) -> Response:
     return _render(request, "annotate.html", viewer, nav="annotate")
 
 
@@ -215,18 +234,12 @@ def annotate_page(request: Request, session: SessionDep) -> Response:
 
 
 @router.get("/", response_class=HTMLResponse)
-def dashboard_page(request: Request, session: SessionDep) -> Response:
-    viewer = _guard(request, session, need="manage")
-    if not isinstance(viewer, Viewer):
-        return viewer
+def dashboard_page(request: Request, viewer: PageLead) -> Response:
     return _render(request, "dashboard.html", viewer, nav="projects")
 
 
 @router.get("/projects/new", response_class=HTMLResponse)
-def new_project_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    viewer = _guard(request, session, need="manage")
-    if not isinstance(viewer, Viewer):
-        return viewer
+def new_project_page(request: Request, viewer: PageLead, settings: SettingsDep) -> Response:
     return _render(
         request,
         "project_new.html",
@@ -236,14 +249,12 @@ def new_project_page(request: Request, session: SessionDep, settings: SettingsDe
         corruption_names=CORRUPTION_NAMES,
         severities=CORRUPTION_SEVERITIES,
         max_upload_mib=settings.max_upload_bytes // (1024 * 1024),
+        defaults=field_defaults(),  # the form starts at the settings' own defaults
     )
 
 
 @router.get("/projects/{project_id}", response_class=HTMLResponse)
-def project_page(request: Request, project_id: int, session: SessionDep) -> Response:
-    viewer = _guard(request, session, need="manage")
-    if not isinstance(viewer, Viewer):
-        return viewer
+def project_page(request: Request, project_id: int, viewer: PageLead, session: SessionDep) -> Response:
     try:
         project = panels.managed_project(session, viewer.user, project_id)
     except DomainError as error:
@@ -255,15 +266,14 @@ def project_page(request: Request, project_id: int, session: SessionDep) -> Resp
             message=error.message,
             status_code=error.status_code,
         )
-    return _render(request, "project.html", viewer, nav="projects", project=project)
+    return _render(
+        request, "project.html", viewer, nav="projects", project=project, webhook_events=webhook_events.EVENTS
+    )
 
 
 @router.get("/projects/{project_id}/panels", response_class=HTMLResponse)
-def project_panels(request: Request, project_id: int, session: SessionDep) -> Response:
+def project_panels(request: Request, project_id: int, viewer: FragmentLead, session: SessionDep) -> Response:
     """HTML fragment of the project page: rounds table and charts, re-fetched when the project moves on."""
-    viewer = current_viewer(request, session)
-    if viewer is None or not viewer.can_manage:
-        return HTMLResponse("", status_code=status.HTTP_401_UNAUTHORIZED)
     try:
         view = panels.project_panels(session, viewer.user, project_id)
     except DomainError as error:
@@ -276,26 +286,17 @@ def project_panels(request: Request, project_id: int, session: SessionDep) -> Re
 
 
 @router.get("/annotators", response_class=HTMLResponse)
-def annotators_page(request: Request, session: SessionDep) -> Response:
-    viewer = _guard(request, session, need="manage")
-    if not isinstance(viewer, Viewer):
-        return viewer
+def annotators_page(request: Request, viewer: PageLead) -> Response:
     roles = [Role.annotator.value] + ([Role.lead.value, Role.admin.value] if viewer.is_admin else [])
     return _render(request, "annotators.html", viewer, nav="annotators", roles=roles)
 
 
 @router.get("/checkpoints", response_class=HTMLResponse)
-def checkpoints_page(request: Request, session: SessionDep) -> Response:
-    viewer = _guard(request, session, need="manage")
-    if not isinstance(viewer, Viewer):
-        return viewer
+def checkpoints_page(request: Request, viewer: PageLead) -> Response:
     return _render(request, "checkpoints.html", viewer, nav="checkpoints")
 
 
 @router.get("/tokens", response_class=HTMLResponse)
-def tokens_page(request: Request, session: SessionDep) -> Response:
-    viewer = _guard(request, session, need="manage")
-    if not isinstance(viewer, Viewer):
-        return viewer
+def tokens_page(request: Request, viewer: PageLead) -> Response:
     scopes = [scope for scope in ALL_SCOPES if scope in viewer.scopes]
     return _render(request, "tokens.html", viewer, nav="tokens", scopes=scopes)

@@ -13,6 +13,7 @@ from backend.projects import service as project_service
 from backend.projects.schemas import RoundMetrics
 from backend.rounds.repository import round_read
 from backend.ui.charts import AccuracyPoint, accuracy_chart_svg, sigma_histogram_svg
+from backend.ui.timeline_bar import timeline_label, timeline_svg
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,11 @@ class RoundRow:
     corruptions: float | None
     checkpoint_id: int | None
     error: str | None
+    # The timeline bar (inline SVG built from numbers) and the scoring cost; none for pretraining.
+    timeline: Markup | None = None
+    timeline_label: str = ""
+    forward_passes: int | None = None
+    scoring_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class PanelsView:
 
 
 def managed_project(session: Session, user: User, project_id: int) -> Project:
-    """The project if the user may manage it (NotFound / Forbidden otherwise)."""
+    """The project if the user may manage it (NotFound otherwise, as for one that does not exist)."""
     return project_service.get_managed_project(session, user, project_id)
 
 
@@ -71,6 +77,10 @@ def project_panels(session: Session, user: User, project_id: int) -> PanelsView:
                 corruptions=metric.corruptions if metric else None,
                 checkpoint_id=read.checkpoint_id,
                 error=read.error,
+                timeline=Markup(timeline_svg(read.state_seconds)),  # noqa: S704  # numbers, text escaped
+                timeline_label=timeline_label(read.state_seconds),
+                forward_passes=read.forward_passes,
+                scoring_seconds=read.scoring_seconds,
             )
         )
     points = [

@@ -2,16 +2,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 
 from backend.annotations.service import annotator_stats
 from backend.auth.service import as_utc
 from backend.deps import Lead, SessionDep
 from backend.models import User
-from backend.users import service
-from backend.users.schemas import AnnotatorRead, UserCreate, UserRead
+from backend.users import accounts, service
+from backend.users.schemas import AnnotatorRead, PasswordReset, UserCreate, UserRead, UserUpdate
 
 router = APIRouter(tags=["users"])
+
+# Ids are 32-bit on PostgreSQL: a larger one is a 422, not a database error.
+UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def user_read(user: User) -> UserRead:
@@ -34,6 +37,19 @@ def create_user(body: UserCreate, user: Lead, session: SessionDep) -> UserRead:
 def list_users(user: Lead, session: SessionDep) -> list[UserRead]:
     """Accounts you may see: everyone for admins, the annotators and yourself for leads."""
     return [user_read(item) for item in service.list_users(session, user)]
+
+
+@router.patch("/users/{user_id}")
+def update_user(user_id: UserId, body: UserUpdate, user: Lead, session: SessionDep) -> UserRead:
+    """Change an account's role or deactivate/reactivate it (admins; deactivation ends its tokens)."""
+    changed = accounts.change_account(session, user, user_id, role=body.role, is_active=body.is_active)
+    return user_read(changed)
+
+
+@router.post("/users/{user_id}/password")
+def reset_password(user_id: UserId, body: PasswordReset, user: Lead, session: SessionDep) -> UserRead:
+    """Set a new password for an account and sign it out of its browser sessions (admins)."""
+    return user_read(accounts.reset_password(session, user, user_id, body.password))
 
 
 @router.get("/annotators")

@@ -10,6 +10,7 @@ from backend.models import Role
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # ASCII letters, digits and ._- only: no control characters, bidi overrides or look-alikes.
     username: str = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     password: str = Field(min_length=8, max_length=1024)
     role: Role = Role.annotator
@@ -31,3 +32,18 @@ class AnnotatorRead(BaseModel):
     answers: int
     median_seconds: float | None  # per task
     bias: float | None  # mean (own answer - query median) in ladder steps; positive tolerates more noise
+
+
+class UserUpdate(BaseModel):
+    """An admin's change of an account: its role, whether it may sign in (absent: unchanged)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role | None = None
+    is_active: bool | None = None
+
+
+class PasswordReset(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: str = Field(min_length=8, max_length=1024)

@@ -7,6 +7,7 @@ import re
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from backend.audit import AuditEvent, audit_after_commit
 from backend.errors import Conflict, Forbidden, InvalidInput
 from backend.models import Role, User
 from backend.security import hash_password
@@ -25,6 +26,9 @@ def create_user(session: Session, username: str, password: str, role: Role) -> U
     user = User(username=username, password_hash=hash_password(password), role=role)
     session.add(user)
     session.flush()
+    audit_after_commit(
+        session, AuditEvent.USER_CREATED, "user created", user_id=user.id, username=username, role=role.value
+    )
     return user
 
 

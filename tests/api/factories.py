@@ -35,6 +35,7 @@ from backend.models import (
     Split,
     User,
 )
+from backend.projects.config import ProjectConfig
 from backend.security import hash_password
 from backend.settings import Settings
 from backend.storage import write_images
@@ -90,7 +91,7 @@ def make_project(
         name=f"project {next(_names)}",
         owner_id=owner.id,
         status=ProjectStatus.ready,
-        config={**DEFAULT_CONFIG, **config},
+        config=ProjectConfig.model_validate({**DEFAULT_CONFIG, **config}),
         noise_seed=7,
         image_shape=list(image_shape),
         class_names=list(class_names),
@@ -157,7 +158,7 @@ def make_queries(
     if required_answers is None:
         project = session.get(Project, round_.project_id)
         assert project is not None
-        required_answers = int(project.config.get("overlap", 2))
+        required_answers = project.config.overlap
     queries = [
         Query(
             round_id=round_.id,
@@ -204,6 +205,12 @@ class Api:
         with self.seed() as session:
             token = create_login_token(session, user)
         return {"Authorization": f"Bearer {token}"}
+
+
+def new_user(api: Api, role: Role = Role.annotator) -> User:
+    """A committed user of the app's database whose password is PASSWORD."""
+    with api.seed() as session:
+        return make_user(session, role)
 
 
 @contextmanager

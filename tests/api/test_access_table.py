@@ -22,7 +22,7 @@ from backend.auth.scopes import ANNOTATE, CHECKPOINTS_READ, MANAGE
 from backend.auth.service import create_api_token, create_login_token
 from backend.deps import ScopeCheck, _current_user
 from backend.models import Role
-from tests.api.factories import Api, make_project, make_user, running_api
+from tests.api.factories import Api, make_project, make_user
 from tests.conftest import DatabaseFactory
 
 API = "/api/v1"
@@ -36,6 +36,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/auth/me"): AUTHENTICATED_ONLY,
     ("POST", "/users"): MANAGE,
     ("GET", "/users"): MANAGE,
+    ("PATCH", "/users/{user_id}"): MANAGE,
+    ("POST", "/users/{user_id}/password"): MANAGE,
     ("GET", "/annotators"): MANAGE,
     ("POST", "/tokens"): MANAGE,
     ("GET", "/tokens"): MANAGE,
@@ -56,6 +58,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/projects/{project_id}/rounds"): MANAGE,
     ("GET", "/projects/{project_id}/metrics"): MANAGE,
     ("GET", "/projects/{project_id}/export"): MANAGE,
+    ("GET", "/projects/{project_id}/annotators"): MANAGE,
+    ("PUT", "/projects/{project_id}/annotators"): MANAGE,
     ("GET", "/rounds/{round_id}"): MANAGE,
     ("GET", "/rounds/{round_id}/queries"): MANAGE,
     ("POST", "/rounds/{round_id}/close"): MANAGE,
@@ -64,9 +68,14 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/projects/{project_id}/checkpoints/latest"): CHECKPOINTS_READ,
     ("GET", "/checkpoints/{checkpoint_id}"): CHECKPOINTS_READ,
     ("GET", "/checkpoints/{checkpoint_id}/file"): CHECKPOINTS_READ,
+    ("GET", "/checkpoints/{checkpoint_id}/card"): CHECKPOINTS_READ,
+    ("POST", "/projects/{project_id}/webhooks"): MANAGE,
+    ("GET", "/projects/{project_id}/webhooks"): MANAGE,
+    ("DELETE", "/webhooks/{webhook_id}"): MANAGE,
+    ("GET", "/webhooks/{webhook_id}/deliveries"): MANAGE,
 }
 # Anything here is data an annotator must never read (answers of others, exports, checkpoints).
-MANAGED_PREFIXES = ("/users", "/annotators", "/tokens", "/projects", "/rounds", "/checkpoints")
+MANAGED_PREFIXES = ("/users", "/annotators", "/tokens", "/projects", "/rounds", "/checkpoints", "/webhooks")
 
 # Browser pages: who may see each (anything else is a redirect, to the login page for anonymous).
 UI_PUBLIC = {"/login"}
@@ -80,8 +89,8 @@ UI_MANAGE = {
     "/checkpoints",
     "/tokens",
 }
-# Not pages, and public: the API description, and Prometheus' scrape target (counters only, no
-# project data; restrict it at the network if that matters).
+# Not pages: the API description, and Prometheus' scrape target (a metrics:read token;
+# tests/security/test_metrics.py).
 NOT_PAGES = {"/openapi.json", "/api/docs", "/docs/oauth2-redirect", "/metrics"}
 
 
@@ -135,9 +144,9 @@ def concrete(path: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def api(database_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    with running_api(database_factory.create("sqlite"), tmp_path_factory.mktemp("access")) as api:
-        yield api
+def api_database(database_factory: DatabaseFactory) -> str:
+    """Access rules do not depend on the database kind: SQLite only."""
+    return database_factory.create("sqlite")
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +250,8 @@ def test_leads_cannot_reach_other_leads_projects(api: Api) -> None:
     client = TestClient(api.app, raise_server_exceptions=False)
     for suffix in ("", "/examples", "/metrics", "/export?format=csv", "/rounds"):
         path = f"{API}/projects/{project.id}{suffix}"
-        assert client.get(path, headers={"Authorization": f"Bearer {other_token}"}).status_code == 403, path
+        # 404, as for a project that does not exist: another lead's project is not disclosed (issue 13).
+        assert client.get(path, headers={"Authorization": f"Bearer {other_token}"}).status_code == 404, path
         assert client.get(path, headers={"Authorization": f"Bearer {owner_token}"}).status_code == 200, path
 
 

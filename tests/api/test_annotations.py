@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -15,11 +14,10 @@ from sqlalchemy.orm import Session
 from backend.annotations.service import submit_answer
 from backend.errors import Conflict
 from backend.models import Assignment, AssignmentState, Query, Role, Round, RoundState, User
-from backend.rounds.service import close_if_complete
+from backend.rounds.lifecycle import close_if_complete
 from backend.tasks.service import next_task
-from tests.api.factories import Api, make_annotating_round, make_user, running_api
+from tests.api.factories import Api, make_annotating_round, make_user
 from tests.api.platform_support import add_answer, queued_tasks
-from tests.conftest import DatabaseFactory
 
 LEASE_SECONDS = 300
 
@@ -80,21 +78,6 @@ def test_agreeing_answers_need_no_extra_annotator(db_session: Session) -> None:
     answer_next(db_session, first, project.id, 40)
     query = answer_next(db_session, second, project.id, 47)
     assert (query.status, query.result_sigma_index, query.result_mad) == ("complete", 44, 3.5)
-
-
-@pytest.fixture(scope="module")
-def api(
-    database_factory: DatabaseFactory, database_kind: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Api]:
-    """One committed database per module and kind (tests make their own users and projects)."""
-    with running_api(database_factory.create(database_kind), tmp_path_factory.mktemp("api")) as api:
-        yield api
-
-
-@pytest.fixture(autouse=True)
-def _no_cookies_left(request: pytest.FixtureRequest) -> None:
-    if "api" in request.fixturenames:
-        request.getfixturevalue("api").client.cookies.clear()
 
 
 @pytest.mark.parametrize("trial", range(4))

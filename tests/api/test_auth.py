@@ -15,28 +15,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from backend.auth.ratelimit import LoginRateLimiter
+from backend.auth.hash_gate import PasswordCheckGate
+from backend.auth.ratelimit import LoginGuard, LoginThrottle
 from backend.auth.service import authenticate, create_api_token, resolve_token
+from backend.auth.throttle_store import SQLiteFileStorage
 from backend.db import create_db_engine, make_session_factory, unit_of_work
 from backend.errors import TooManyRequests, Unauthorized
 from backend.models import ApiToken, Role, User
-from tests.api.factories import PASSWORD, Api, make_user, running_api
+from tests.api.factories import PASSWORD, Api, make_user, new_user, running_api
 from tests.conftest import DatabaseFactory
-
-
-@pytest.fixture(scope="module")
-def api(
-    database_factory: DatabaseFactory, database_kind: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Api]:
-    """One committed database per module and kind (tests make their own users and projects)."""
-    with running_api(database_factory.create(database_kind), tmp_path_factory.mktemp("api")) as api:
-        yield api
-
-
-@pytest.fixture(autouse=True)
-def _no_cookies_left(request: pytest.FixtureRequest) -> None:
-    if "api" in request.fixturenames:
-        request.getfixturevalue("api").client.cookies.clear()
 
 
 @pytest.fixture
@@ -49,11 +36,6 @@ def sqlite_session(database_factory: DatabaseFactory) -> Iterator[Session]:
             yield session
     finally:
         engine.dispose()
-
-
-def new_user(api: Api, role: Role = Role.annotator) -> User:
-    with api.seed() as session:
-        return make_user(session, role)
 
 
 def login(client: TestClient, username: str, password: str = PASSWORD) -> httpx.Response:
@@ -91,13 +73,17 @@ def test_login_returns_a_bearer_token_and_the_session_cookies(api: Api) -> None:
     }
 
 
-def test_production_cookies_are_secure(database_factory: DatabaseFactory, tmp_path: Path) -> None:
+def test_production_cookies_are_secure_and_host_only(
+    database_factory: DatabaseFactory, tmp_path: Path
+) -> None:
     with running_api(
         database_factory.create("sqlite"), tmp_path, environment="production", secret_key="s" * 40
     ) as api:
         user = new_user(api)
         cookies = set_cookies(login(api.client, user.username))
-    assert "secure" in cookies["aqpl_session"] and "secure" in cookies["aqpl_csrf"]
+    # __Host-: set over HTTPS by this origin only, Path=/ and no Domain (backend/auth/csrf.py).
+    for name in ("__Host-aqpl_session", "__Host-aqpl_csrf"):
+        assert "secure" in cookies[name] and "path=/" in cookies[name] and "domain" not in cookies[name]
 
 
 def test_passwords_are_stored_as_argon2id(api: Api) -> None:
@@ -130,46 +116,57 @@ def test_inactive_users_cannot_log_in_and_their_tokens_stop_working(api: Api) ->
     assert api.client.get("/api/v1/auth/me", headers=headers).status_code == 401
 
 
-def test_ten_failures_lock_the_username_then_the_window_slides(sqlite_session: Session) -> None:
+def clocked_guard(tmp_path: Path, now: list[float]) -> LoginGuard:
+    """The app's guard on a throttle file of its own, whose time is `now[0]` (the policy's defaults)."""
+    storage = SQLiteFileStorage(tmp_path / "throttle.sqlite3", clock=lambda: now[0])
+    return LoginGuard(throttle=LoginThrottle(storage, clock=lambda: now[0]), gate=PasswordCheckGate(2))
+
+
+def test_five_failures_lock_that_client_out_of_that_username_then_the_window_slides(
+    sqlite_session: Session, tmp_path: Path
+) -> None:
     db_session = sqlite_session
     user = make_user(db_session)
-    now = [0.0]
-    limiter = LoginRateLimiter(clock=lambda: now[0])
-    for attempt in range(10):
+    now = [1000.0]
+    guard = clocked_guard(tmp_path, now)
+    for _ in range(5):
         with pytest.raises(Unauthorized):
-            authenticate(db_session, user.username, "wrong", f"10.0.0.{attempt}", limiter=limiter)
-    # Locked: even the right password from a fresh address is refused until the window slides.
-    with pytest.raises(TooManyRequests, match="try again in 300 seconds"):
-        authenticate(db_session, user.username, PASSWORD, "10.9.9.9", limiter=limiter)
-    now[0] = 299.0
+            authenticate(db_session, user.username, "wrong", "10.0.0.1", guard=guard)
+    # Locked for that client: even the right password is refused until the window slides.
+    with pytest.raises(TooManyRequests, match="try again in 900 seconds"):
+        authenticate(db_session, user.username, PASSWORD, "10.0.0.1", guard=guard)
+    # Another client (the owner) is not: a stranger's failures never lock the owner out.
+    assert authenticate(db_session, user.username, PASSWORD, "10.9.9.9", guard=guard).id == user.id
+    now[0] += 899.0
     with pytest.raises(TooManyRequests):
-        authenticate(db_session, user.username, PASSWORD, "10.9.9.9", limiter=limiter)
-    now[0] = 300.5
-    assert authenticate(db_session, user.username, PASSWORD, "10.9.9.9", limiter=limiter).id == user.id
+        authenticate(db_session, user.username, PASSWORD, "10.0.0.1", guard=guard)
+    now[0] += 1.5
+    assert authenticate(db_session, user.username, PASSWORD, "10.0.0.1", guard=guard).id == user.id
 
 
-def test_ten_failures_from_one_address_lock_that_address(sqlite_session: Session) -> None:
+def test_twenty_failures_from_one_address_lock_that_address(sqlite_session: Session, tmp_path: Path) -> None:
     db_session = sqlite_session
     user = make_user(db_session)
-    limiter = LoginRateLimiter(clock=lambda: 0.0)
-    for attempt in range(10):
+    guard = clocked_guard(tmp_path, [1000.0])
+    for attempt in range(20):
         with pytest.raises(Unauthorized):
-            authenticate(db_session, f"guess{attempt}", "wrong", "203.0.113.5", limiter=limiter)
+            authenticate(db_session, f"guess{attempt}", "wrong", "203.0.113.5", guard=guard)
     with pytest.raises(TooManyRequests):
-        authenticate(db_session, user.username, PASSWORD, "203.0.113.5", limiter=limiter)
-    assert authenticate(db_session, user.username, PASSWORD, "198.51.100.7", limiter=limiter).id == user.id
+        authenticate(db_session, user.username, PASSWORD, "203.0.113.5", guard=guard)
+    assert authenticate(db_session, user.username, PASSWORD, "198.51.100.7", guard=guard).id == user.id
 
 
-def test_the_login_endpoint_answers_429_after_ten_failures(
+def test_the_login_endpoint_answers_429_with_retry_after_after_five_failures(
     database_factory: DatabaseFactory, tmp_path: Path
 ) -> None:
     with running_api(database_factory.create("sqlite"), tmp_path) as api:
         user = new_user(api)
-        statuses = [login(api.client, user.username, "bad-password").status_code for _ in range(10)]
+        statuses = [login(api.client, user.username, "bad-password").status_code for _ in range(5)]
         locked = login(api.client, user.username)
-    assert statuses == [401] * 10
+    assert statuses == [401] * 5
     assert locked.status_code == 429
     assert "try again" in locked.json()["detail"]
+    assert 1 <= int(locked.headers["retry-after"]) <= 900
 
 
 def test_cookie_requests_that_change_state_need_the_csrf_token(api: Api) -> None:
@@ -260,5 +257,6 @@ def test_unexpected_errors_are_a_generic_500_with_the_trace_in_the_server_log(
         response = client.get("/api/v1/broken")
     assert response.status_code == 500
     assert response.json() == {"detail": "internal error"}
+    assert response.headers["x-content-type-options"] == "nosniff"
     assert "hunter2" not in response.text
     assert any(record.exc_info and "hunter2" in str(record.exc_info[1]) for record in caplog.records)

@@ -22,8 +22,8 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from backend.models import Example, Project, Role
+from backend.storage import uploads_root
 from tests.api.factories import Api, make_annotating_round, make_user, running_api
-from tests.conftest import DatabaseFactory
 
 # Small on purpose: bodies and unpacked archives larger than this are refused (AQPL_MAX_UPLOAD_BYTES).
 MAX_BODY = 64 * 1024
@@ -33,16 +33,11 @@ MNIST_TEST_IMAGES = "t10k-images-idx3-ubyte"
 MNIST_TEST_LABELS = "t10k-labels-idx1-ubyte"
 
 
-@pytest.fixture(scope="module")
-def database(database_factory: DatabaseFactory, database_kind: str) -> str:
-    """One migrated database for the module (tests compare counts before and after, never absolutes)."""
-    return database_factory.create(database_kind)
-
-
 @pytest.fixture
-def api(database: str, tmp_path: Path) -> Iterator[Api]:
-    """A fresh data dir (storage, import root) per test on the module's database."""
-    with running_api(database, tmp_path / "data", max_upload_bytes=MAX_BODY) as api:
+def api(api_database: str, tmp_path: Path) -> Iterator[Api]:
+    """A fresh data dir (storage, import root) per test on the module's database (tests compare counts
+    before and after, never absolutes)."""
+    with running_api(api_database, tmp_path / "data", max_upload_bytes=MAX_BODY) as api:
         yield api
 
 
@@ -72,7 +67,7 @@ def example_count(api: Api) -> int:
 
 def stored_files(api: Api) -> list[Path]:
     """Every file the platform wrote for projects: arrays, checkpoints and unpacked uploads."""
-    roots = [api.settings.storage_dir / "projects", import_root(api) / "uploads"]
+    roots = [api.settings.storage_dir / "projects", uploads_root(api.settings)]
     return sorted(path for root in roots if root.exists() for path in root.rglob("*") if path.is_file())
 
 
@@ -355,6 +350,46 @@ def test_a_symlink_pointing_out_of_the_import_root_is_refused(api: Api, lead_hea
         assert_refused_without_trace(api, response, r"outside the import root", before)
 
 
+# ---------------------------------------------------------------- where a 422 points
+
+PATH_PROBLEMS: dict[str, DatasetCase] = {
+    # One of each place that refuses a dataset path: storage's checks of the path, the dataset
+    # reader, its guard against links, and the service's check of the format.
+    "outside the import root": lambda root: ("npz", "/etc"),
+    "missing": lambda root: ("npz", "missing.npz"),
+    "not a path": lambda root: ("npz", "\x00"),
+    "unreadable file": _not_an_npz,
+    "link out of the import root": _symlink_inside_tree,
+    "a format without files": lambda root: ("digits", "digits"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PATH_PROBLEMS))
+def test_a_dataset_path_problem_is_a_422_that_points_at_the_path(
+    api: Api, lead_headers: dict[str, str], case: str
+) -> None:
+    """The service's errors name their field as pydantic's do: the form shows them next to the path."""
+    dataset_format, path = PATH_PROBLEMS[case](import_root(api))
+    response = create_project(api, lead_headers, {"format": dataset_format, "path": path})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{"loc": ["body", "dataset", "path"], "msg": detail(response)}]
+
+
+def test_a_bad_body_field_is_a_422_that_points_at_the_field(api: Api, lead_headers: dict[str, str]) -> None:
+    body = {"name": "x", "dataset": {"format": "digits", "train_limit": 0}, "budget": 10_001}
+    response = api.client.post("/api/v1/projects", json=body, headers=lead_headers)
+    assert response.status_code == 422, response.text
+    payload = response.json()
+    errors = {tuple(item["loc"]): item["msg"] for item in payload["errors"]}
+    assert errors.keys() == {("body", "budget"), ("body", "dataset", "train_limit")}, payload
+    assert "less than or equal to 10000" in errors[("body", "budget")]
+    assert "greater than or equal to 1" in errors[("body", "dataset", "train_limit")]
+    # `detail` keeps FastAPI's shape: the same problems with their type, input and context.
+    assert [(item["loc"], item["msg"]) for item in payload["detail"]] == [
+        (item["loc"], item["msg"]) for item in payload["errors"]
+    ]
+
+
 # ---------------------------------------------------------------- uploads
 
 
@@ -383,7 +418,7 @@ def assert_upload_refused(api: Api, project_id: int, response: Any, pattern: str
         assert project is not None
         assert project.status.value == "importing"
         assert (project.progress or {}).get("step") == "awaiting_upload"
-        assert project.config["dataset"].get("path") is None
+        assert project.config.dataset.path is None
 
 
 def _tree_entries(extra: dict[str, bytes]) -> dict[str, bytes]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,16 +11,14 @@ import torch
 from backend.auth.service import create_api_token
 from backend.models import Role, RoundState, User
 from backend.security import new_token
-from tests.api.factories import Api, make_round, make_user, running_api
+from tests.api.factories import Api, make_round, make_user
 from tests.api.platform_support import make_checkpoint, make_ready_project
-from tests.conftest import DatabaseFactory
 from worker.ml.checkpoints import load_checkpoint
 
 
 @pytest.fixture
-def api(database_factory: DatabaseFactory, database_kind: str, tmp_path: Path) -> Iterator[Api]:
-    with running_api(database_factory.create(database_kind), tmp_path) as api:
-        yield api
+def api(fresh_api: Api) -> Api:
+    return fresh_api
 
 
 def seed_checkpoints(api: Api) -> tuple[int, int, list[int], dict[str, str]]:
@@ -94,7 +91,7 @@ def test_only_owners_and_admins_with_the_scope_read_checkpoints(api: Api) -> Non
         admin = make_user(session, Role.admin)
         annotator = make_user(session, Role.annotator)
     url = f"/api/v1/checkpoints/{first}/file"
-    assert api.client.get(url, headers=api.headers_for(other_lead)).status_code == 403
+    assert api.client.get(url, headers=api.headers_for(other_lead)).status_code == 404  # not disclosed
     assert api.client.get(url, headers=api.headers_for(annotator)).status_code == 403
     assert api.client.get(url, headers=api.headers_for(admin)).status_code == 200
     assert api.client.get(url).status_code == 401

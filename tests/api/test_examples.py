@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -11,36 +10,20 @@ from PIL import Image
 
 from aqpl.noise_field import noise_field, render_at_sigma
 from backend.models import Example, Project, Role, Split
-from tests.api.factories import Api, make_examples, make_project, make_user, running_api, write_project_images
-from tests.conftest import DatabaseFactory
-
-
-@pytest.fixture(scope="module")
-def api(
-    database_factory: DatabaseFactory, database_kind: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Api]:
-    """One committed database per module and kind (tests make their own users and projects)."""
-    with running_api(database_factory.create(database_kind), tmp_path_factory.mktemp("api")) as api:
-        yield api
-
-
-@pytest.fixture(autouse=True)
-def _no_cookies_left(request: pytest.FixtureRequest) -> None:
-    if "api" in request.fixturenames:
-        request.getfixturevalue("api").client.cookies.clear()
+from tests.api.factories import Api, make_examples, make_project, make_user, write_project_images
 
 
 def seed(
     api: Api, image_shape: tuple[int, int, int]
 ) -> tuple[Project, list[Example], np.ndarray, dict[str, str]]:
-    """A project with 3 train and 2 test images on disk; returns it, its examples, the array and headers."""
+    """A project with 3 train and 2 test images on disk; returns it, its examples, the array and the
+    headers of its lead (who may see its images: tests/security/test_example_access.py has the rest)."""
     with api.seed() as session:
         owner = make_user(session, Role.lead)
-        annotator = make_user(session, Role.annotator)
         project = make_project(session, owner, image_shape=image_shape)
         examples = make_examples(session, project, 3) + make_examples(session, project, 2, Split.test)
     images = write_project_images(api.settings, project, seed=5)
-    return project, examples, images, api.headers_for(annotator)
+    return project, examples, images, api.headers_for(owner)
 
 
 def decode_png(content: bytes) -> np.ndarray:
@@ -103,10 +86,10 @@ def test_example_endpoints_refuse_bad_requests(api: Api) -> None:
 
 def test_images_not_imported_yet_are_404(api: Api) -> None:
     with api.seed() as session:
-        project = make_project(session, make_user(session, Role.lead))
+        owner = make_user(session, Role.lead)
+        project = make_project(session, owner)
         example = make_examples(session, project, 1)[0]
-        headers_user = make_user(session)
-    headers = api.headers_for(headers_user)
+    headers = api.headers_for(owner)
     response = api.client.get(f"/api/v1/examples/{example.id}/image.png", headers=headers)
     assert response.status_code == 404
     assert "not imported" in response.json()["detail"]

@@ -5,21 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from backend.models import Role, RoundState, SigmaChange, SigmaSource
-from tests.api.factories import Api, make_queries, make_round, make_user, running_api
+from tests.api.factories import Api, make_queries, make_round, make_user
 from tests.api.platform_support import add_answer, make_ready_project
-from tests.conftest import DatabaseFactory
 
 
 @pytest.fixture
-def api(database_factory: DatabaseFactory, database_kind: str, tmp_path: Path) -> Iterator[Api]:
-    with running_api(database_factory.create(database_kind), tmp_path) as api:
-        yield api
+def api(fresh_api: Api) -> Api:
+    return fresh_api
 
 
 def seed_answered_round(api: Api) -> tuple[int, int, list[int], dict[str, str]]:
@@ -97,5 +93,5 @@ def test_export_needs_the_owner_and_a_known_format(api: Api) -> None:
     with api.seed() as session:
         stranger = make_user(session, Role.lead)
     url = f"/api/v1/projects/{project_id}/export"
-    assert api.client.get(url, headers=api.headers_for(stranger)).status_code == 403
+    assert api.client.get(url, headers=api.headers_for(stranger)).status_code == 404  # not disclosed
     assert api.client.get(url, params={"format": "xlsx"}, headers=headers).status_code == 422

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,16 +11,14 @@ import pytest
 from backend.metrics.service import queue_depth
 from backend.models import ProjectStatus, Role, RoundState
 from backend.settings import Settings
-from tests.api.factories import Api, make_queries, make_round, make_user, running_api
+from tests.api.factories import Api, make_queries, make_round, make_user
 from tests.api.platform_support import make_checkpoint, make_ready_project
-from tests.conftest import DatabaseFactory
 from tests.support import free_port
 
 
 @pytest.fixture
-def api(database_factory: DatabaseFactory, database_kind: str, tmp_path: Path) -> Iterator[Api]:
-    with running_api(database_factory.create(database_kind), tmp_path) as api:
-        yield api
+def api(fresh_api: Api) -> Api:
+    return fresh_api
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -92,14 +89,16 @@ def test_prometheus_text_counts_requests_rounds_and_queue(api: Api) -> None:
     assert api.client.get("/no/such/page").status_code == 404
     api.client.post(f"/api/v1/projects/{project.id}/rounds", headers=headers)  # queues one scoring task
 
-    response = api.client.get("/metrics")
+    with api.seed() as session:
+        admin = make_user(session, Role.admin)  # the role that holds metrics:read
+    response = api.client.get("/metrics", headers=api.headers_for(admin))
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     text = response.text
     route = "/api/v1/projects/{project_id}"
-    assert sample(text, "aqpl_http_requests_total", method="GET", route=route, status="200") == 3
-    assert sample(text, "aqpl_http_requests_total", method="GET", route=route, status="404") == 1
-    assert sample(text, "aqpl_http_requests_total", method="GET", route="unmatched", status="404") == 1
+    assert sample(text, "aqpl_http_requests_total", method="GET", route=route, status="2xx") == 3
+    assert sample(text, "aqpl_http_requests_total", method="GET", route=route, status="4xx") == 1
+    assert sample(text, "aqpl_http_requests_total", method="GET", route="unmatched", status="4xx") == 1
     assert sample(text, "aqpl_http_request_duration_seconds_count", method="GET", route=route) == 4
     assert (
         sample(text, "aqpl_http_request_duration_seconds_bucket", method="GET", route=route, le="+Inf") == 4

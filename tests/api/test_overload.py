@@ -10,7 +10,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from backend.errors import ClientGone
 from backend.models import Annotation, Assignment, Query, Role, Round, RoundState, User
 from backend.settings import Settings
 from backend.tasks.progress import RoundProgress
-from tests.api.factories import Api, make_annotating_round, make_user, running_api
+from tests.api.factories import Api, make_annotating_round, make_user
 from tests.api.platform_support import queued_tasks
 from tests.conftest import DatabaseFactory
 
@@ -36,18 +35,13 @@ POOL_SIZE, POOL_OVERFLOW, IN_FLIGHT = 2, 1, 3
 
 
 @pytest.fixture(scope="module")
-def api(
-    database_factory: DatabaseFactory, database_kind: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Api]:
-    with running_api(
-        database_factory.create(database_kind),
-        tmp_path_factory.mktemp("overload"),
-        database_pool_size=POOL_SIZE,
-        database_pool_overflow=POOL_OVERFLOW,
-        database_pool_timeout=5.0,
-        max_requests_in_flight=IN_FLIGHT,
-    ) as api:
-        yield api
+def api_settings() -> dict[str, Any]:
+    return {
+        "database_pool_size": POOL_SIZE,
+        "database_pool_overflow": POOL_OVERFLOW,
+        "database_pool_timeout": 5.0,
+        "max_requests_in_flight": IN_FLIGHT,
+    }
 
 
 class Annotators:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import typing
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +14,18 @@ import pytest
 from PIL import Image
 
 from backend.models import ProjectStatus, Role, SigmaSource
-from backend.projects import schemas
-from tests.api.factories import Api, make_round, make_user, running_api
+from backend.projects import config
+from backend.storage import uploads_dir
+from tests.api.factories import Api, make_round, make_user
 from tests.api.platform_support import make_checkpoint, make_ready_project, queued_tasks, write_tiny_mnist
-from tests.conftest import DatabaseFactory
 from tests.support import REPO_ROOT
 
 DIGITS = {"name": "digits", "dataset": {"format": "digits"}}
 
 
 @pytest.fixture
-def api(database_factory: DatabaseFactory, database_kind: str, tmp_path: Path) -> Iterator[Api]:
-    with running_api(database_factory.create(database_kind), tmp_path) as api:
-        yield api
+def api(fresh_api: Api) -> Api:
+    return fresh_api
 
 
 def lead_headers(api: Api, role: Role = Role.lead) -> tuple[int, dict[str, str]]:
@@ -102,7 +100,7 @@ def test_dataset_paths_must_lie_under_the_import_root(api: Api, tmp_path: Path) 
     projects = api.client.get("/api/v1/projects", headers=headers).json()
     for summary in projects:
         detail = api.client.get(f"/api/v1/projects/{summary['id']}", headers=headers).json()
-        assert detail["config"]["dataset"]["path"] == str(root / "mnist")
+        assert detail["config"]["dataset"]["path"] == "mnist"  # relative to the import root
 
 
 def test_leads_manage_only_their_own_projects(api: Api) -> None:
@@ -113,8 +111,8 @@ def test_leads_manage_only_their_own_projects(api: Api) -> None:
     created = api.client.post("/api/v1/projects", json=DIGITS, headers=alice).json()
     project = f"/api/v1/projects/{created['id']}"
 
-    assert api.client.get(project, headers=bob).status_code == 403
-    assert api.client.post(f"{project}/rounds", headers=bob).status_code == 403
+    assert api.client.get(project, headers=bob).status_code == 404  # as if it did not exist
+    assert api.client.post(f"{project}/rounds", headers=bob).status_code == 404
     assert api.client.get("/api/v1/projects", headers=bob).json() == []
     assert api.client.get(project, headers=admin).status_code == 200
     assert [row["id"] for row in api.client.get("/api/v1/projects", headers=admin).json()] == [created["id"]]
@@ -177,8 +175,9 @@ def test_upload_an_npz_then_the_import_is_queued(api: Api) -> None:
     url = f"/api/v1/projects/{created['id']}/dataset"
     response = api.client.post(url, files={"file": ("mine.npz", buffer.getvalue())}, headers=headers)
     assert response.status_code == 200, response.text
-    stored = Path(response.json()["config"]["dataset"]["path"])
-    assert api.settings.import_root in stored.parents and stored.read_bytes() == buffer.getvalue()
+    assert response.json()["config"]["dataset"]["path"] == "upload:upload.npz"
+    stored = uploads_dir(api.settings, created["id"]) / "upload.npz"
+    assert stored.read_bytes() == buffer.getvalue()
     assert queued_tasks(api.settings) == [("datasets.import", [created["id"]])]
     again = api.client.post(url, files={"file": ("mine.npz", buffer.getvalue())}, headers=headers)
     assert again.status_code == 409
@@ -202,7 +201,9 @@ def test_upload_refuses_zip_entries_that_leave_the_folder_and_other_types(api: A
             handle.writestr(f"shapes/{name}", png_bytes())
     response = api.client.post(url, files={"file": ("shapes.zip", good.getvalue())}, headers=headers)
     assert response.status_code == 200, response.text
-    folder = Path(response.json()["config"]["dataset"]["path"])
+    shown = response.json()["config"]["dataset"]["path"]
+    assert shown == "upload:tree/shapes"  # the folder inside the project's upload, not a server path
+    folder = uploads_dir(api.settings, created["id"]) / shown.removeprefix("upload:")
     assert sorted(path.name for path in folder.iterdir()) == ["test", "train"]
     assert sorted(path.name for path in (folder / "train").iterdir()) == ["circle", "square"]
 
@@ -230,15 +231,15 @@ def test_retry_resumes_a_failed_project_at_its_step(api: Api) -> None:
 
 def test_choice_lists_match_the_engine() -> None:
     """The API repeats worker/ml's names (it never imports torch): they must not drift apart."""
+    from aqpl.datasets import DATASET_FORMATS
     from worker.ml.corruptions import CORRUPTION_NAMES
-    from worker.ml.datasets import DATASET_FORMATS
     from worker.ml.models import MODEL_NAMES
     from worker.ml.strategies import STRATEGY_NAMES
 
-    assert schemas.CORRUPTION_NAMES == CORRUPTION_NAMES
-    assert typing.get_args(schemas.DatasetFormat) == DATASET_FORMATS
-    assert typing.get_args(schemas.ModelName) == MODEL_NAMES
-    assert typing.get_args(schemas.StrategyName) == STRATEGY_NAMES
+    assert config.CORRUPTION_NAMES == CORRUPTION_NAMES
+    assert typing.get_args(config.DatasetFormat) == DATASET_FORMATS
+    assert typing.get_args(config.ModelName) == MODEL_NAMES
+    assert typing.get_args(config.StrategyName) == STRATEGY_NAMES
 
 
 def test_the_api_process_never_imports_torch() -> None:

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from backend.models import Assignment, AssignmentState, ProjectStatus, Role, Round, RoundState, Score
-from backend.rounds.service import close_round, shard_ranges
-from tests.api.factories import Api, make_queries, make_round, make_user, running_api
+from backend.rounds.lifecycle import shard_ranges
+from backend.rounds.service import close_round
+from tests.api.factories import Api, make_queries, make_round, make_user
 from tests.api.platform_support import add_answer, make_checkpoint, make_ready_project, queued_tasks
-from tests.conftest import DatabaseFactory
 
 
 @pytest.fixture
-def api(database_factory: DatabaseFactory, database_kind: str, tmp_path: Path) -> Iterator[Api]:
-    with running_api(database_factory.create(database_kind), tmp_path) as api:
-        yield api
+def api(fresh_api: Api) -> Api:
+    return fresh_api
 
 
 def test_shard_ranges_cover_every_example_once() -> None:

@@ -7,37 +7,23 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select, update
 
 from backend.models import Annotation, Assignment, AssignmentState, Query, Role, Round, RoundState, User
-from tests.api.factories import Api, make_annotating_round, make_user, running_api
-from tests.conftest import DatabaseFactory
+from tests.api.factories import Api, make_annotating_round, make_user
 
 
 @pytest.fixture(scope="module")
-def api(
-    database_factory: DatabaseFactory, database_kind: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Api]:
-    """One committed database per module and kind (tests make their own users and projects).
-
-    Admission control off in effect: the concurrency tests here want every request at the database at
+def api_settings() -> dict[str, Any]:
+    """Admission control off in effect: the concurrency tests here want every request at the database at
     once (tests/api/test_overload.py has the server refuse and the annotators retry)."""
-    with running_api(
-        database_factory.create(database_kind), tmp_path_factory.mktemp("api"), max_requests_in_flight=64
-    ) as api:
-        yield api
-
-
-@pytest.fixture(autouse=True)
-def _no_cookies_left(request: pytest.FixtureRequest) -> None:
-    if "api" in request.fixturenames:
-        request.getfixturevalue("api").client.cookies.clear()
+    return {"max_requests_in_flight": 64}
 
 
 def seed_round(api: Api, queries: int = 2, annotators: int = 3, **config: object) -> tuple[int, list[User]]:

@@ -3,35 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
 
 from backend.models import ApiToken, Role, User
-from tests.api.factories import Api, make_user, running_api
-from tests.conftest import DatabaseFactory
-
-
-@pytest.fixture(scope="module")
-def api(
-    database_factory: DatabaseFactory, database_kind: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Api]:
-    """One committed database per module and kind (tests make their own users and projects)."""
-    with running_api(database_factory.create(database_kind), tmp_path_factory.mktemp("api")) as api:
-        yield api
-
-
-@pytest.fixture(autouse=True)
-def _no_cookies_left(request: pytest.FixtureRequest) -> None:
-    if "api" in request.fixturenames:
-        request.getfixturevalue("api").client.cookies.clear()
-
-
-def new_user(api: Api, role: Role = Role.lead) -> User:
-    with api.seed() as session:
-        return make_user(session, role)
+from tests.api.factories import Api, new_user
 
 
 def create(api: Api, headers: dict[str, str], **body: object) -> dict[str, object]:
@@ -48,7 +26,7 @@ def bearer(token: object) -> dict[str, str]:
 
 
 def test_a_token_is_shown_once_and_stored_as_its_sha256(api: Api) -> None:
-    lead = new_user(api)
+    lead = new_user(api, Role.lead)
     headers = api.headers_for(lead)
     created = create(api, headers, name="model puller")
     plain = str(created["token"])
@@ -63,7 +41,7 @@ def test_a_token_is_shown_once_and_stored_as_its_sha256(api: Api) -> None:
 
 
 def test_a_token_can_do_only_what_its_scopes_allow(api: Api) -> None:
-    lead = new_user(api)
+    lead = new_user(api, Role.lead)
     token = create(api, api.headers_for(lead), scopes=["checkpoints:read"])["token"]
     me = api.client.get("/api/v1/auth/me", headers=bearer(token))
     assert me.status_code == 200 and me.json()["scopes"] == ["checkpoints:read"]
@@ -74,7 +52,7 @@ def test_a_token_can_do_only_what_its_scopes_allow(api: Api) -> None:
 
 
 def test_a_token_cannot_grant_more_than_itself_or_the_role(api: Api) -> None:
-    lead = new_user(api)
+    lead = new_user(api, Role.lead)
     manage_only = create(api, api.headers_for(lead), scopes=["manage"])["token"]
     response = api.client.post(
         "/api/v1/tokens", json={"name": "x", "scopes": ["checkpoints:read"]}, headers=bearer(manage_only)
@@ -105,12 +83,12 @@ def test_annotators_cannot_make_tokens(api: Api) -> None:
     ],
 )
 def test_bad_token_requests_are_422(api: Api, body: dict[str, object]) -> None:
-    response = api.client.post("/api/v1/tokens", json=body, headers=api.headers_for(new_user(api)))
+    response = api.client.post("/api/v1/tokens", json=body, headers=api.headers_for(new_user(api, Role.lead)))
     assert response.status_code == 422, response.text
 
 
 def test_a_token_stops_working_when_it_expires(api: Api) -> None:
-    lead = new_user(api)
+    lead = new_user(api, Role.lead)
     expires = datetime.now(UTC) + timedelta(hours=1)
     created = create(api, api.headers_for(lead), expires_at=expires.isoformat())
     assert datetime.fromisoformat(str(created["expires_at"])) == expires
@@ -125,7 +103,7 @@ def test_a_token_stops_working_when_it_expires(api: Api) -> None:
 
 
 def test_revoked_tokens_are_refused_and_only_owners_or_admins_revoke(api: Api) -> None:
-    lead, other_lead, admin = new_user(api), new_user(api), new_user(api, Role.admin)
+    lead, other_lead, admin = new_user(api, Role.lead), new_user(api, Role.lead), new_user(api, Role.admin)
     created = create(api, api.headers_for(lead))
     path = f"/api/v1/tokens/{created['id']}"
     assert api.client.delete(path, headers=api.headers_for(other_lead)).status_code == 404
@@ -143,7 +121,7 @@ def test_revoked_tokens_are_refused_and_only_owners_or_admins_revoke(api: Api) -
 
 
 def test_a_token_outlives_a_role_change_only_within_the_new_role(api: Api) -> None:
-    lead = new_user(api)
+    lead = new_user(api, Role.lead)
     token = create(api, api.headers_for(lead), scopes=["manage", "annotate"])["token"]
     with api.seed() as session:
         session.execute(update(User).where(User.id == lead.id).values(role=Role.annotator))

@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
-from backend.models import Annotation, Assignment, AssignmentState, Role, User
-from tests.api.factories import PASSWORD, Api, make_annotating_round, make_user, running_api
-from tests.conftest import DatabaseFactory
-
-
-@pytest.fixture(scope="module")
-def api(
-    database_factory: DatabaseFactory, database_kind: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Api]:
-    """One committed database per module and kind (tests make their own users and projects)."""
-    with running_api(database_factory.create(database_kind), tmp_path_factory.mktemp("api")) as api:
-        yield api
-
-
-@pytest.fixture(autouse=True)
-def _no_cookies_left(request: pytest.FixtureRequest) -> None:
-    if "api" in request.fixturenames:
-        request.getfixturevalue("api").client.cookies.clear()
-
-
-def new_user(api: Api, role: Role) -> User:
-    with api.seed() as session:
-        return make_user(session, role)
+from backend.models import Annotation, Assignment, AssignmentState, Role
+from tests.api.factories import PASSWORD, Api, make_annotating_round, make_user, new_user
 
 
 def test_admins_create_any_role_and_the_new_user_can_log_in(api: Api) -> None:

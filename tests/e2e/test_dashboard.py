@@ -193,6 +193,35 @@ def test_a_dataset_uploaded_from_the_form_is_imported(server: Server, lead_page:
     assert text_of(page, "#stat-train").startswith("16")
 
 
+def invalid_fields(page: Any) -> list[str]:
+    return list(page.evaluate("[...document.querySelectorAll('.field.invalid')].map(e => e.dataset.field)"))
+
+
+def test_the_new_project_form_shows_each_api_error_at_the_field_it_names(
+    server: Server, lead_page: Any
+) -> None:
+    """The form places the API's 422 messages by their `loc`, not by what the message says."""
+    (server.data_dir / "imports").mkdir(exist_ok=True)
+    (server.data_dir / "imports" / "notes.npz").write_text("these are not arrays\n")
+    page = lead_page
+    sign_in(page, server, "lead1")
+    page.goto(f"{server.base_url}/projects/new")
+    page.fill("#f-name", "misplaced")
+    page.fill("#f-seed", "3000000000")  # the form sets no maximum; the API's is 2**31 - 1
+    page.click("#create-project")
+    wait_for_text(page, "#e-seed", "2147483647")
+    assert invalid_fields(page) == ["seed"] and page.is_hidden("#form-error")
+
+    page.fill("#f-seed", "0")
+    page.select_option("#f-dataset-format", "npz")
+    page.fill("#f-dataset-path", "notes.npz")
+    page.click("#create-project")
+    wait_for_text(page, "#e-dataset-path", "notes.npz: not a readable .npz archive")
+    assert invalid_fields(page) == ["dataset.path"] and page.is_hidden("#form-error")
+    assert text_of(page, "#e-seed") == ""
+    assert page.url.endswith("/projects/new"), "nothing was created"
+
+
 def test_annotators_and_api_token_pages(server: Server, lead_page: Any) -> None:
     page = lead_page
     sign_in(page, server, "lead1")

@@ -5,8 +5,8 @@ from typing import Any
 
 import yaml
 
-from aqpl.cli import app as cli_app
 from backend.settings import Settings
+from cli.main import app as cli_app
 from tests.support import REPO_ROOT
 
 

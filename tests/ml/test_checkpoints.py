@@ -39,7 +39,9 @@ def _trained_model(spec: ModelSpec) -> torch.nn.Module:
     labels = np.arange(24) % 3
     model = build_model(spec, seed=0)
     # A few steps move the weights and BatchNorm running statistics away from their initial values.
-    train_model(model, images, labels, np.full(24, 20), TrainConfig(epochs=1, batch_size=8), device=CPU)
+    train_model(
+        model, images, labels, np.full(24, 20), TrainConfig(epochs=1, batch_size=8, lr=0.05), device=CPU
+    )
     return model
 
 
@@ -69,7 +71,7 @@ def test_sha256_and_size_describe_the_file(tmp_path: Path) -> None:
 def test_metadata_lives_in_the_safetensors_header(tmp_path: Path) -> None:
     spec = _spec()
     path = tmp_path / "model.safetensors"
-    training = TrainConfig(epochs=3)
+    training = TrainConfig(epochs=3, batch_size=128, lr=0.05)
     save_checkpoint(
         path, build_model(spec, seed=0), spec, {"training_config": training, "sigma_summary": {"mean": 31.5}}
     )

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import SHARED_DATA
-from worker.ml.datasets import (
+from aqpl.datasets import (
     DATASET_FORMATS,
     DatasetError,
     ImageDataset,
     load_dataset,
     stratified_subset,
 )
+from tests.conftest import SHARED_DATA
 
 # ---------------------------------------------------------------- writers of tiny datasets
 

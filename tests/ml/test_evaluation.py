@@ -42,7 +42,7 @@ def test_evaluate_reports_means_and_breakdowns() -> None:
             "contrast": {1: _images([200, 10, 200, 10])},  # 0 %
         },
     )
-    metrics = evaluate(BrightIsOne(), clean, labels, suite, device=CPU, batch_size=3)
+    metrics, _per_image = evaluate(BrightIsOne(), clean, labels, suite, device=CPU, batch_size=3)
     assert metrics["clean"] == 1.0
     assert metrics["per_gaussian"] == {"0.04": 1.0, "0.1": 0.75}
     assert metrics["gaussian"] == pytest.approx(0.875)
@@ -52,5 +52,7 @@ def test_evaluate_reports_means_and_breakdowns() -> None:
 
 def test_empty_suite_parts_read_as_none() -> None:
     clean, labels = _images([10, 240]), np.array([0, 1])
-    metrics = evaluate(BrightIsOne(), clean, labels, CorruptionSuite(gaussian={}, corruptions={}), device=CPU)
+    metrics, _per_image = evaluate(
+        BrightIsOne(), clean, labels, CorruptionSuite(gaussian={}, corruptions={}), device=CPU
+    )
     assert metrics["gaussian"] is None and metrics["corruptions"] is None and metrics["clean"] == 1.0

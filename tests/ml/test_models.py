@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from worker.ml.datasets import ImageDataset
+from aqpl.datasets import ImageDataset
 from worker.ml.models import (
     MODEL_NAMES,
     ImageClassifier,

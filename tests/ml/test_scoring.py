@@ -299,13 +299,12 @@ def test_progress_and_input_checks() -> None:
         progress=lambda d, t: calls.append((d, t)),
     )
     assert calls[-1] == (24, 24)
+    options = {"draws": 50, "seed": 0, "device": CPU}
     with pytest.raises(ValueError, match="shard"):
-        score_examples(MeanBrightness(), images, np.zeros(6, dtype=int), seed=0, device=CPU, start=4, stop=2)
+        score_examples(MeanBrightness(), images, np.zeros(6, dtype=int), start=4, stop=2, **options)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="σ indices"):
-        score_examples(MeanBrightness(), images, np.zeros(5, dtype=int), seed=0, device=CPU)
-    empty = score_examples(
-        MeanBrightness(), images, np.zeros(6, dtype=int), seed=0, device=CPU, start=3, stop=3
-    )
+        score_examples(MeanBrightness(), images, np.zeros(5, dtype=int), **options)  # type: ignore[arg-type]
+    empty = score_examples(MeanBrightness(), images, np.zeros(6, dtype=int), start=3, stop=3, **options)  # type: ignore[arg-type]
     assert empty.entropy.shape == (0,) and empty.forward_passes == 0
 
 
@@ -316,7 +315,12 @@ def test_model_can_still_be_trained_after_channels_last_scoring() -> None:
     assert convolution_weights and all(w.is_contiguous() for w in convolution_weights)  # layout restored
     # Fine-tuning after scoring is the AQPL round; weights converted under inference mode would fail here.
     train_model(
-        model, images, np.arange(16) % 5, sigma_indices, TrainConfig(epochs=1, batch_size=8), device=CPU
+        model,
+        images,
+        np.arange(16) % 5,
+        sigma_indices,
+        TrainConfig(epochs=1, batch_size=8, lr=0.05),
+        device=CPU,
     )
 
 

@@ -14,7 +14,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from aqpl.simulate_command import simulate
+from cli.simulate import simulate
 
 METHODS = ("standard", "gnt", "cat", "gnt-ft", "cat-ft", "aqpl-gnt", "aqpl-cat")
 STRATEGIES = ("random", "clean_uncertainty", "noise_uncertainty", "aqpl")

@@ -59,7 +59,9 @@ def test_training_is_deterministic_on_cpu_for_a_seed() -> None:
     weights = []
     for seed in (3, 3, 4):
         model = _model(images)
-        train_model(model, images, labels, sigmas, TrainConfig(epochs=2, batch_size=8, seed=seed), device=CPU)
+        train_model(
+            model, images, labels, sigmas, TrainConfig(epochs=2, batch_size=8, lr=0.05, seed=seed), device=CPU
+        )
         weights.append(model.state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert not torch.equal(weights[0]["backbone.0.weight"], weights[2]["backbone.0.weight"])
@@ -69,7 +71,7 @@ def test_training_is_deterministic_on_cpu_for_a_seed() -> None:
 def test_progress_reports_every_step() -> None:
     images, labels = _bright_or_dark(20)
     calls: list[tuple[int, int]] = []
-    config = TrainConfig(epochs=2, batch_size=8)
+    config = TrainConfig(epochs=2, batch_size=8, lr=0.05)
     train_model(
         _model(images),
         images,
@@ -130,20 +132,20 @@ def test_cat_raises_sigma_for_easy_examples_and_lowers_it_for_hard_ones() -> Non
 def test_cat_respects_its_bounds() -> None:
     images, labels = _bright_or_dark(32)
     cat = CATConfig(step=8, max_step=16, min_index=20, max_index=50)
-    _, adapted = train_cat(
-        _model(images), images, labels, np.full(32, 90), TrainConfig(epochs=3, batch_size=16), cat, device=CPU
-    )
+    config = TrainConfig(epochs=3, batch_size=16, lr=0.05)
+    _, adapted = train_cat(_model(images), images, labels, np.full(32, 90), config, cat, device=CPU)
     assert adapted.min() >= 20 and adapted.max() <= 50
 
 
 def test_invalid_inputs_are_rejected() -> None:
     images, labels = _bright_or_dark(8)
+    config = TrainConfig(epochs=10, batch_size=128, lr=0.05)
     with pytest.raises(ValueError, match="must match"):
-        train_model(_model(images), images, labels, np.zeros(7), TrainConfig(), device=CPU)
+        train_model(_model(images), images, labels, np.zeros(7), config, device=CPU)
     with pytest.raises(ValueError, match="ladder"):
-        train_model(_model(images), images, labels, np.full(8, 91), TrainConfig(), device=CPU)
+        train_model(_model(images), images, labels, np.full(8, 91), config, device=CPU)
     with pytest.raises(ValueError, match="noisy_fraction"):
-        TrainConfig(noisy_fraction=1.5)
+        TrainConfig(epochs=10, batch_size=128, lr=0.05, noisy_fraction=1.5)
     with pytest.raises(ValueError, match="CAT steps"):
         CATConfig(step=0)
 
@@ -165,7 +167,7 @@ def test_cuda_path_with_bf16_and_channels_last_trains() -> None:
         pytest.skip("no CUDA device")
     images, labels = _bright_or_dark(64)
     model = _model(images)
-    config = TrainConfig(epochs=4, batch_size=16, bf16_autocast=True, channels_last=True)
+    config = TrainConfig(epochs=4, batch_size=16, lr=0.05, bf16_autocast=True, channels_last=True)
     result = train_model(model, images, labels, np.full(64, 10), config, device=torch.device("cuda"))
     assert result.final_loss < 0.5 * result.epoch_losses[0]
     _, adapted = train_cat(
@@ -195,13 +197,13 @@ def test_training_with_augmentation_is_deterministic_and_refuses_unknown_kinds()
     weights = []
     for _ in range(2):
         model = _model(images)
-        config = TrainConfig(epochs=1, batch_size=8, seed=1, augment="crop-flip")
+        config = TrainConfig(epochs=1, batch_size=8, lr=0.05, seed=1, augment="crop-flip")
         train_model(model, images, labels, np.full(32, 10), config, device=CPU)
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
         assert all(p.is_contiguous() for p in model.parameters())  # NCHW again: safetensors saves it
     assert torch.equal(weights[0], weights[1])
     with pytest.raises(ValueError, match="augment must be one of"):
-        TrainConfig(augment="mixup")
+        TrainConfig(epochs=10, batch_size=128, lr=0.05, augment="mixup")
 
 
 def test_to_tensor_is_nchw_float_in_unit_range() -> None:

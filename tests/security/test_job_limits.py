@@ -18,13 +18,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 
 from backend.db import create_db_engine, make_session_factory, unit_of_work
-from backend.models import Project, ProjectStatus, Role, Round, RoundState
+from backend.models import Project, ProjectStatus, ProjectStep, Role, Round, RoundState
 from backend.settings import Settings
 from tests.api.factories import make_project, make_round, make_user
 from tests.conftest import DatabaseFactory
 from tests.support import wait_until
-from worker import jobs
-from worker.tasks import steps
+from worker.jobs import limits as jobs
+from worker.jobs import steps
 
 
 @pytest.fixture
@@ -117,7 +117,9 @@ def test_a_soft_time_limit_fails_the_step_with_its_limit(
 ) -> None:
     """What project_step does with the SoftTimeLimitExceeded that Celery raises inside a job."""
     with jobs._own_sessions(worker_settings) as sessions:
-        steps.fail_project(rows["pretraining"], "pretraining", SoftTimeLimitExceeded(), sessions=sessions)
+        steps.fail_project(
+            rows["pretraining"], ProjectStep.pretraining, SoftTimeLimitExceeded(), sessions=sessions
+        )
     project = read(worker_settings, Project, rows["pretraining"])
     assert project.status == ProjectStatus.failed
     assert (

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from aqpl.datasets import DatasetError, DatasetLimits, inspect_dataset, load_dataset
 from aqpl.datasets.cifar10 import PICKLE_MAX_OPERATIONS
 from backend.models import Project, Role
+from backend.storage import uploads_root
 from tests.api.factories import Api, make_user, running_api
 from tests.conftest import DatabaseFactory
 
@@ -354,4 +355,4 @@ def test_the_api_refuses_an_npz_upload_that_unpacks_past_the_upload_limit(api: A
         response.json()["detail"],
     ), response.json()["detail"]
     assert time.perf_counter() - start < QUICKLY
-    assert not list((import_root(api) / "uploads").rglob("*.npz"))
+    assert not list(uploads_root(api.settings).rglob("*.npz"))

@@ -8,9 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
+from backend.auth.scopes import ANNOTATE, MANAGE
+from backend.deps import ScopeCheck
 from backend.models import Checkpoint, Role, RoundState
+from backend.ui import pages
+from backend.ui.viewer import FragmentScopeRequirement, PageScopeRequirement
 from tests.api.factories import PASSWORD, Api, make_annotating_round, make_project, make_user, running_api
 from tests.conftest import DatabaseFactory
 
@@ -143,11 +148,69 @@ def test_project_page_and_panels_show_rounds_and_charts_to_their_lead_only(api: 
     assert panels.status_code == 200
     assert '<tr data-round="0">' in panels.text and '<tr data-round="1">' in panels.text
     assert "85.0%" in panels.text and "0.50" in panels.text
-    assert panels.text.count("<svg") == 2 and "series-clean" in panels.text and "bar-after" in panels.text
+    timelines = panels.text.count('<svg class="timeline-bar"')  # one per round (round 0 is pretraining)
+    assert timelines == 1 and panels.text.count("<svg") == 2 + timelines
+    assert "series-clean" in panels.text and "bar-after" in panels.text
     assert "no round has closed yet" in api.client.get(f"/projects/{empty_id}/panels").text
     assert api.client.get("/projects/999999").status_code == 404
 
     api.client.cookies.clear()
     sign_in(api.client, other)
-    assert api.client.get(f"/projects/{project_id}").status_code == 403
-    assert api.client.get(f"/projects/{project_id}/panels").status_code == 403
+    assert api.client.get(f"/projects/{project_id}").status_code == 404  # as if it did not exist
+    assert api.client.get(f"/projects/{project_id}/panels").status_code == 404
+
+
+# Each page route's access dependency (backend/ui/viewer.py) and the scope it asks for.
+PAGE_ACCESS = {
+    "/": (PageScopeRequirement, MANAGE),
+    "/projects/new": (PageScopeRequirement, MANAGE),
+    "/projects/{project_id}": (PageScopeRequirement, MANAGE),
+    "/projects/{project_id}/panels": (FragmentScopeRequirement, MANAGE),
+    "/annotators": (PageScopeRequirement, MANAGE),
+    "/checkpoints": (PageScopeRequirement, MANAGE),
+    "/tokens": (PageScopeRequirement, MANAGE),
+    "/annotate": (PageScopeRequirement, ANNOTATE),
+}
+OPEN_PAGES = {"/login", "/logout"}  # they take a PageViewer: whoever is signed in, if anyone
+
+
+def test_every_page_route_checks_access_with_a_typed_dependency(api: Api) -> None:
+    access: dict[str, tuple[type, str]] = {}
+    open_pages = set()
+    for context in iter_route_contexts(api.app.routes):
+        route, path = context.original_route, str(context.path)
+        if not isinstance(route, APIRoute) or route.endpoint.__module__ != pages.__name__:
+            continue
+        calls = [dependency.call for dependency in context.dependant.dependencies]
+        checks = [call for call in calls if isinstance(call, ScopeCheck)]
+        assert len(checks) <= 1, (path, checks)
+        if checks:
+            access[path] = (type(checks[0]), checks[0].scope)
+        else:
+            open_pages.add(path)
+    assert access == PAGE_ACCESS
+    assert open_pages == OPEN_PAGES
+
+
+def test_page_dependencies_send_the_signed_out_to_sign_in_and_others_home(api: Api) -> None:
+    response = api.client.get("/projects/7?tab=rounds", follow_redirects=False)
+    assert response.status_code == 303 and response.content == b""
+    assert response.headers["location"] == "/login?next=%2Fprojects%2F7%3Ftab%3Drounds"
+    panels = api.client.get("/projects/7/panels", follow_redirects=False)
+    assert (panels.status_code, panels.text) == (401, ""), "a fragment is refused, not redirected"
+
+    with api.seed() as session:
+        annotator = make_user(session, Role.annotator).username
+        admin = make_user(session, Role.admin).username
+    sign_in(api.client, annotator)
+    for path in (*(page for page in PAGES if page != "/annotate"), "/projects/7"):
+        response = api.client.get(path, follow_redirects=False)
+        assert (response.status_code, response.headers.get("location")) == (303, "/annotate"), path
+    panels = api.client.get("/projects/7/panels", follow_redirects=False)
+    assert (panels.status_code, panels.text) == (401, "")
+    assert api.client.get("/annotate").status_code == 200
+
+    api.client.cookies.clear()
+    sign_in(api.client, admin)
+    assert api.client.get("/projects/999999", follow_redirects=False).status_code == 404
+    assert api.client.get("/projects/999999/panels", follow_redirects=False).status_code == 404

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from fastapi.testclient import TestClient
@@ -186,6 +188,7 @@ def check_published_round(platform_: Platform, project_id: int, round_id: int, m
     measured = accuracy(model, mnist.x_test, mnist.y_test, device=torch.device("cpu"))
     assert measured == pytest.approx(checkpoint["metrics"]["clean"], abs=1e-9)
     assert metadata["metrics"]["clean"] == pytest.approx(measured, abs=1e-9)
+    check_onnx_and_card(platform_, checkpoint, model, mnist)
 
     queries = platform_.get(f"/api/v1/rounds/{round_id}/queries")
     assert len(queries) == 4
@@ -227,6 +230,25 @@ def check_published_round(platform_: Platform, project_id: int, round_id: int, m
     assert metrics[1]["queries"] == 4
     assert metrics[1]["clean"] == pytest.approx(measured)
     assert sum(metrics[1]["sigma_histogram_after"]) == len(mnist.y_train)
+
+
+def check_onnx_and_card(
+    platform_: Platform, checkpoint: dict[str, Any], model: torch.nn.Module, mnist: TinyMnist
+) -> None:
+    """The evaluation job exported ONNX beside the weights: it downloads, verifies and matches PyTorch."""
+    onnx = checkpoint["metadata"]["onnx"]
+    assert onnx["opset"] == 18 and onnx["normalization_in_graph"] is True
+    download = platform_.client.get(f"{checkpoint['file_url']}?format=onnx", headers=platform_.lead)
+    assert download.status_code == 200
+    assert hashlib.sha256(download.content).hexdigest() == onnx["sha256"]
+    assert download.headers["etag"] == f'"{onnx["sha256"]}"'
+    pixels = mnist.x_test.transpose(0, 3, 1, 2).astype(np.float32) / 255  # the NCHW [0, 1] contract
+    session = ort.InferenceSession(download.content, providers=["CPUExecutionProvider"])
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(pixels)).numpy()
+    assert np.abs(session.run(None, {"pixels": pixels})[0] - expected).max() <= 1e-4
+    card = platform_.client.get(f"/api/v1/checkpoints/{checkpoint['id']}/card", headers=platform_.lead)
+    assert card.status_code == 200 and "round 1" in card.text and "- Training examples: 60" in card.text
 
 
 def run_full_cycle(platform_: Platform, *, auto_close: bool, open_first_round: bool) -> None:

@@ -13,15 +13,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-import worker.tasks.rounds
-import worker.tasks.steps
+import worker.jobs.rounds
+import worker.jobs.steps
 from backend.models import Query, QuerySide, Role, RoundState, Score, SigmaChange, SigmaSource
 from backend.rounds.repository import answered_before
 from backend.rounds.service import close_round
 from tests.api.factories import make_examples, make_project, make_queries, make_round, make_user
 from tests.api.platform_support import add_answer
-from worker.tasks.rounds import aggregate
-from worker.tasks.scoring import _select_and_open
+from worker.jobs.rounds import aggregate
+from worker.jobs.scoring import _select_and_open
 
 
 @pytest.fixture
@@ -29,12 +29,12 @@ def session(db_session: Session, monkeypatch: pytest.MonkeyPatch) -> Session:
     """The test's session, also handed to every unit of work the worker's steps open."""
 
     @contextmanager
-    def task_session() -> Iterator[Session]:
+    def job_session() -> Iterator[Session]:
         yield db_session
         db_session.flush()
 
-    monkeypatch.setattr(worker.tasks.rounds, "task_session", task_session)
-    monkeypatch.setattr(worker.tasks.steps, "task_session", task_session)
+    monkeypatch.setattr(worker.jobs.rounds, "job_session", job_session)
+    monkeypatch.setattr(worker.jobs.steps, "job_session", job_session)
     return db_session
 
 
@@ -77,7 +77,7 @@ def test_an_example_whose_query_got_no_answer_can_be_selected_again(session: Ses
     session.flush()
     assert answered_before(session, project.id, 2) == {example.id for example in answered}
 
-    _select_and_open(session, second, project, dict(project.config))
+    _select_and_open(session, second, project, project.config)
     assert second.state == RoundState.annotating
     chosen = session.scalars(select(Query).where(Query.round_id == second.id).order_by(Query.id)).all()
     assert {(query.example_id, query.side) for query in chosen} == {

@@ -1,1 +1,1 @@
-"""Celery tasks, named "domain.event", taking ids only, idempotent (acks_late redelivers)."""
+"""The worker's jobs (Celery tasks): named in aqpl.job_names, ids as arguments, idempotent."""

@@ -2,39 +2,36 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert
 
+from aqpl import job_names
 from backend import storage
-from backend.models import Example, Project, ProjectStatus, SigmaSource, Split
-from backend.projects.service import STEP_AWAITING_UPLOAD, STEP_IMPORTING, STEP_PRETRAINING, dataset_limits
-from backend.queue import enqueue_after_commit
+from backend.models import Example, Project, ProjectStep, SigmaSource, Split
+from backend.projects import lifecycle as project_lifecycle
+from backend.projects.service import dataset_limits
 from worker import pipeline
 from worker.celery_app import app
-from worker.runtime import task_session
-from worker.tasks.steps import project_step, settings
+from worker.jobs.steps import project_step, settings
+from worker.runtime import job_session
 
 INSERT_BATCH = 5000  # example rows per INSERT statement
 
 
-@app.task(name="datasets.import")
+@app.task(name=job_names.IMPORT_DATASET)
 def import_dataset(project_id: int) -> None:
     """importing -> pretraining: write the image array, insert the examples, send `training.pretrain`."""
-    with task_session() as session:
+    with job_session() as session:
         project = session.get(Project, project_id)
-        if (
-            project is None
-            or project.status != ProjectStatus.importing
-            or (project.progress or {}).get("step") == STEP_AWAITING_UPLOAD
-        ):
+        if project is None or not project_lifecycle.is_at(project, ProjectStep.importing):
             return
-        config = dict(project.config)
-    with project_step(project_id, STEP_IMPORTING):
+        config = project.config
+    with project_step(project_id, ProjectStep.importing):
         dataset = pipeline.import_dataset(config, limits=dataset_limits(settings()))  # the API's limit
         path = storage.write_images(settings(), project_id, pipeline.stacked_images(dataset))
-        initial_sigma = int(config["initial_sigma_index"])
-        with task_session() as session:
-            project = session.scalar(select(Project).where(Project.id == project_id).with_for_update())
-            if project is None or project.status != ProjectStatus.importing:
+        initial_sigma = config.initial_sigma_index
+        with job_session() as session:
+            project = project_lifecycle.locked_at(session, project_id, ProjectStep.importing)
+            if project is None:
                 return
             # A previous delivery may have died after inserting: start the rows afresh.
             session.execute(delete(Example).where(Example.project_id == project_id))
@@ -58,6 +55,4 @@ def import_dataset(project_id: int) -> None:
             project.class_names = list(dataset.class_names)
             project.num_train = len(dataset.y_train)
             project.num_test = len(dataset.y_test)
-            project.status = ProjectStatus.pretraining
-            project.progress = {"step": STEP_PRETRAINING, "done": 0, "total": 1}
-            enqueue_after_commit(session, "training.pretrain", project_id)
+            project_lifecycle.advance(session, project, ProjectStep.pretraining)

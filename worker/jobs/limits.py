@@ -31,9 +31,10 @@ from celery import Task
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from aqpl import job_names
 from backend.db import create_db_engine, make_session_factory, unit_of_work
-from backend.models import Round, RoundState
-from backend.projects.service import STEP_EVALUATING, STEP_IMPORTING, STEP_PRETRAINING
+from backend.models import ProjectStep, Round, RoundState
+from backend.queue import JobSender, install_outbox
 from backend.settings import Settings, get_settings
 
 logger = logging.getLogger("aqpl.worker")
@@ -112,20 +113,20 @@ class Step:
     """The project or round step a job runs: what `fail_project` / `fail_round` need."""
 
     project_id: int | None = None  # a project step (import, pretraining, evaluation of round 0)
-    project_step: str = ""
+    project_step: ProjectStep = ProjectStep.importing
     round_id: int | None = None  # or a round step
     round_state: RoundState | None = None
     round_of_project: tuple[int, int] | None = None  # (project id, round number): found in the database
 
 
 STEPS: dict[str, Callable[..., Step]] = {
-    "datasets.import": lambda project_id: Step(project_id, STEP_IMPORTING),
-    "training.pretrain": lambda project_id: Step(project_id, STEP_PRETRAINING),
-    "training.finetune": lambda round_id: Step(round_id=round_id, round_state=RoundState.training),
-    "scoring.score": lambda round_id, _start, _stop: Step(round_id=round_id, round_state=RoundState.scoring),
-    "rounds.aggregate": lambda round_id: Step(round_id=round_id, round_state=RoundState.aggregating),
-    "evaluation.evaluate": lambda project_id, number: (
-        Step(project_id, STEP_EVALUATING)
+    job_names.IMPORT_DATASET: lambda project_id: Step(project_id, ProjectStep.importing),
+    job_names.PRETRAIN: lambda project_id: Step(project_id, ProjectStep.pretraining),
+    job_names.FINETUNE: lambda round_id: Step(round_id=round_id, round_state=RoundState.training),
+    job_names.SCORE: lambda round_id, _start, _stop: Step(round_id=round_id, round_state=RoundState.scoring),
+    job_names.AGGREGATE: lambda round_id: Step(round_id=round_id, round_state=RoundState.aggregating),
+    job_names.EVALUATE: lambda project_id, number: (
+        Step(project_id, ProjectStep.evaluating)
         if number == 0
         else Step(round_state=RoundState.evaluating, round_of_project=(project_id, number))
     ),
@@ -150,8 +151,12 @@ def failure_message(task_name: str, exc: BaseException, settings: Settings) -> B
 def _own_sessions(settings: Settings) -> Iterator[Callable[[], AbstractContextManager[Session]]]:
     """Units of work on an engine of their own: the pool's parent must not create the cached one
     that the children it forks later would inherit."""
+    from worker.celery_app import app  # imported here: celery_app imports this module
+
     engine = create_db_engine(settings.database_url)
     factory = make_session_factory(engine)
+    # Failing a round queues its round.failed webhooks: they are sent after commit, as anywhere.
+    install_outbox(factory, JobSender(app))
     try:
         yield lambda: unit_of_work(factory)
     finally:
@@ -175,7 +180,7 @@ def job_failed(sender: Task | None = None, exception: BaseException | None = Non
 
 
 def mark_step_failed(task_name: str, args: tuple[Any, ...], exception: BaseException) -> None:
-    from worker.tasks.steps import fail_project, fail_round
+    from worker.jobs.steps import fail_project, fail_round
 
     settings = get_settings()
     error = failure_message(task_name, exception, settings)

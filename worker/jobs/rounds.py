@@ -12,32 +12,33 @@ from typing import Any
 from celery.signals import worker_ready
 from sqlalchemy import select
 
+from aqpl import job_names
 from backend.annotations.aggregation import (
     krippendorff_alpha_interval,
     median_absolute_deviation,
     median_on_ladder,
 )
 from backend.db import create_db_engine, make_session_factory, unit_of_work
-from backend.models import Example, Project, ProjectStatus, Query, Round, RoundState, SigmaChange, SigmaSource
+from backend.models import Example, Query, RoundState, SigmaChange, SigmaSource
+from backend.projects import lifecycle as project_lifecycle
 from backend.projects.repository import sigma_histogram
-from backend.projects.service import STEP_EVALUATING, STEP_IMPORTING, STEP_PRETRAINING
-from backend.queue import TaskSender, enqueue_after_commit, install_outbox
+from backend.queue import JobSender, install_outbox
+from backend.rounds import lifecycle as round_lifecycle
 from backend.rounds.repository import answers_by_query
-from backend.rounds.service import DEFAULT_SHARD_SIZE, STEP_TASKS, shard_ranges
 from backend.settings import get_settings
 from worker.celery_app import app
-from worker.runtime import task_session
-from worker.tasks.steps import round_step
+from worker.jobs.steps import round_step
+from worker.runtime import job_session
 
 logger = logging.getLogger("aqpl.worker")
 
 
-@app.task(name="rounds.aggregate")
+@app.task(name=job_names.AGGREGATE)
 def aggregate(round_id: int) -> None:
     """aggregating -> training: σ = median of the answers (on the ladder), MAD, alpha, histograms."""
-    with round_step(round_id, RoundState.aggregating), task_session() as session:
-        round_ = session.scalar(select(Round).where(Round.id == round_id).with_for_update())
-        if round_ is None or round_.state != RoundState.aggregating:
+    with round_step(round_id, RoundState.aggregating), job_session() as session:
+        round_ = round_lifecycle.locked_in(session, round_id, RoundState.aggregating)
+        if round_ is None:
             return
         round_.sigma_histogram_before = sigma_histogram(session, round_.project_id)
         answers = answers_by_query(session, round_id)
@@ -72,9 +73,7 @@ def aggregate(round_id: int) -> None:
             [answers.get(query.id, []) for query in queries]
         )
         round_.sigma_histogram_after = sigma_histogram(session, round_.project_id)
-        round_.state = RoundState.training
-        round_.progress = {"step": RoundState.training.value, "done": 0, "total": 1}
-        enqueue_after_commit(session, "training.finetune", round_id)
+        round_lifecycle.move(session, round_, RoundState.training)
 
 
 @worker_ready.connect
@@ -97,37 +96,9 @@ def resume_interrupted_steps() -> int:
     sent = 0
     try:
         factory = make_session_factory(engine)
-        install_outbox(factory, TaskSender(app))
+        install_outbox(factory, JobSender(app))
         with unit_of_work(factory) as session:
-            for project in session.scalars(
-                select(Project).where(
-                    Project.status.in_([ProjectStatus.importing, ProjectStatus.pretraining])
-                )
-            ):
-                step = (project.progress or {}).get("step")
-                if step == STEP_IMPORTING:
-                    enqueue_after_commit(session, "datasets.import", project.id)
-                elif step == STEP_PRETRAINING:
-                    enqueue_after_commit(session, "training.pretrain", project.id)
-                elif step == STEP_EVALUATING:
-                    enqueue_after_commit(session, "evaluation.evaluate", project.id, 0)
-                else:
-                    continue
-                sent += 1
-            for round_ in session.scalars(select(Round).where(Round.state.in_(list(STEP_TASKS)))):
-                if round_.state == RoundState.scoring:
-                    owner = session.get(Project, round_.project_id)
-                    assert owner is not None
-                    shard_size = int(owner.config.get("score_shard_size", DEFAULT_SHARD_SIZE))
-                    for start, stop in shard_ranges(owner.num_train, shard_size):
-                        enqueue_after_commit(session, "scoring.score", round_.id, start, stop)
-                        sent += 1
-                elif round_.state == RoundState.evaluating:
-                    enqueue_after_commit(session, "evaluation.evaluate", round_.project_id, round_.number)
-                    sent += 1
-                else:
-                    enqueue_after_commit(session, STEP_TASKS[round_.state], round_.id)
-                    sent += 1
+            sent = project_lifecycle.resend_interrupted(session) + round_lifecycle.resend_interrupted(session)
     finally:
         engine.dispose()
     if sent:

@@ -22,10 +22,12 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.models import Example, Project, ProjectStatus, Round, RoundState, Split
+from backend.models import Example, ProjectStep, RoundState, Split
+from backend.projects import lifecycle as project_lifecycle
+from backend.rounds import lifecycle as round_lifecycle
 from backend.settings import Settings, get_settings
 from worker.ml.device import resolve_device
-from worker.runtime import task_session
+from worker.runtime import job_session
 
 logger = logging.getLogger("aqpl.worker")
 
@@ -88,7 +90,7 @@ class ProgressWriter:
             return
         self._last_done, self._last_time = done, now
         try:
-            with task_session() as session:
+            with job_session() as session:
                 self._write(session, done // self._scale, max(total // self._scale, 1))
         except SoftTimeLimitExceeded:  # the job's time is up: that ends the step, not just this write
             raise
@@ -98,18 +100,18 @@ class ProgressWriter:
 
 def round_progress_writer(round_id: int, state: RoundState, **extra: Any) -> ProgressWriter:
     def write(session: Session, done: int, total: int) -> None:
-        round_ = session.scalar(select(Round).where(Round.id == round_id).with_for_update())
-        if round_ is not None and round_.state == state:
-            round_.progress = {"step": state.value, "done": done, "total": total, **extra}
+        round_ = round_lifecycle.locked_in(session, round_id, state)
+        if round_ is not None:
+            round_lifecycle.record_progress(round_, done, total, **extra)
 
     return ProgressWriter(write)
 
 
-def project_progress_writer(project_id: int, step: str) -> ProgressWriter:
+def project_progress_writer(project_id: int, step: ProjectStep) -> ProgressWriter:
     def write(session: Session, done: int, total: int) -> None:
-        project = session.scalar(select(Project).where(Project.id == project_id).with_for_update())
-        if project is not None and (project.progress or {}).get("step") == step:
-            project.progress = {"step": step, "done": done, "total": total}
+        project = project_lifecycle.locked_at(session, project_id, step)
+        if project is not None:
+            project_lifecycle.record_progress(project, done, total)
 
     return ProgressWriter(write)
 
@@ -118,31 +120,25 @@ Sessions = Callable[[], AbstractContextManager[Session]]
 
 
 def fail_round(
-    round_id: int, state: RoundState, exc: BaseException, *, sessions: Sessions = task_session
+    round_id: int, state: RoundState, exc: BaseException, *, sessions: Sessions = job_session
 ) -> None:
     """Mark the round failed at `state` (if it is still there) with a short error."""
     logger.exception("round %s failed while %s", round_id, state.value, exc_info=exc)
     with sessions() as session:
-        round_ = session.scalar(select(Round).where(Round.id == round_id).with_for_update())
-        if round_ is None or round_.state != state:
-            return
-        round_.state = RoundState.failed
-        round_.failed_state = state
-        round_.error = short_error(exc)
+        round_ = round_lifecycle.locked_in(session, round_id, state)
+        if round_ is not None:
+            round_lifecycle.fail(session, round_, short_error(exc))
 
 
 def fail_project(
-    project_id: int, step: str, exc: BaseException, *, sessions: Sessions = task_session
+    project_id: int, step: ProjectStep, exc: BaseException, *, sessions: Sessions = job_session
 ) -> None:
-    """Mark the project failed at `step` (kept in progress.step so that retry resumes there)."""
-    logger.exception("project %s failed while %s", project_id, step, exc_info=exc)
+    """Mark the project failed at `step` (if it is still there) with a short error."""
+    logger.exception("project %s failed while %s", project_id, step.value, exc_info=exc)
     with sessions() as session:
-        project = session.scalar(select(Project).where(Project.id == project_id).with_for_update())
-        if project is None or project.status in (ProjectStatus.ready, ProjectStatus.failed):
-            return
-        project.status = ProjectStatus.failed
-        project.error = short_error(exc)
-        project.progress = {**(project.progress or {}), "step": step}
+        project = project_lifecycle.locked_at(session, project_id, step)
+        if project is not None:
+            project_lifecycle.fail(project, short_error(exc))
 
 
 @contextmanager
@@ -155,7 +151,7 @@ def round_step(round_id: int, state: RoundState) -> Iterator[None]:
 
 
 @contextmanager
-def project_step(project_id: int, step: str) -> Iterator[None]:
+def project_step(project_id: int, step: ProjectStep) -> Iterator[None]:
     try:
         yield
     except Exception as exc:

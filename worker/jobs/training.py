@@ -7,17 +7,17 @@ the checkpoint. Training is deterministic on CPU, so a redelivered task rewrites
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import update
 
+from aqpl import job_names
 from backend import storage
 from backend.checkpoints.repository import of_round_number
-from backend.models import Example, Project, ProjectStatus, Round, RoundState, SigmaChange, SigmaSource, Split
-from backend.projects.service import STEP_EVALUATING, STEP_PRETRAINING
-from backend.queue import enqueue_after_commit
+from backend.models import Example, Project, ProjectStep, Round, RoundState, SigmaChange, SigmaSource, Split
+from backend.projects import lifecycle as project_lifecycle
+from backend.rounds import lifecycle as round_lifecycle
 from worker import pipeline
 from worker.celery_app import app
-from worker.runtime import task_session
-from worker.tasks.steps import (
+from worker.jobs.steps import (
     device,
     project_progress_writer,
     project_step,
@@ -26,23 +26,20 @@ from worker.tasks.steps import (
     settings,
     split_arrays,
 )
+from worker.runtime import job_session
 
 
-@app.task(name="training.pretrain")
+@app.task(name=job_names.PRETRAIN)
 def pretrain(project_id: int) -> None:
     """Train from fresh weights with the initial σ (GNT) or adapting it (CAT); then evaluate round 0."""
-    with task_session() as session:
+    with job_session() as session:
         project = session.get(Project, project_id)
-        if (
-            project is None
-            or project.status != ProjectStatus.pretraining
-            or (project.progress or {}).get("step") != STEP_PRETRAINING
-        ):
+        if project is None or not project_lifecycle.is_at(project, ProjectStep.pretraining):
             return
-        config = dict(project.config)
+        config = project.config
         class_names = list(project.class_names or [])
         train = split_arrays(session, project_id, Split.train)
-    with project_step(project_id, STEP_PRETRAINING):
+    with project_step(project_id, ProjectStep.pretraining):
         images = storage.load_images(settings(), project, writable=True)[: len(train.labels)]
         trained = pipeline.pretrain(
             config,
@@ -51,7 +48,7 @@ def pretrain(project_id: int) -> None:
             class_names,
             train.sigma_indices,
             device=device(),
-            progress=project_progress_writer(project_id, STEP_PRETRAINING),
+            progress=project_progress_writer(project_id, ProjectStep.pretraining),
         )
         metadata = pipeline.training_metadata(
             config, 0, trained.train_config, trained.result, trained.sigma_indices
@@ -59,9 +56,9 @@ def pretrain(project_id: int) -> None:
         pipeline.save_weights(
             storage.staged_weights_path(settings(), project_id, 0), trained.model, trained.spec, metadata
         )
-        with task_session() as session:
-            project = session.scalar(select(Project).where(Project.id == project_id).with_for_update())
-            if project is None or (project.progress or {}).get("step") != STEP_PRETRAINING:
+        with job_session() as session:
+            project = project_lifecycle.locked_at(session, project_id, ProjectStep.pretraining)
+            if project is None:
                 return
             changed = np.flatnonzero(trained.sigma_indices != train.sigma_indices)
             if changed.size:  # CAT adapted these examples' σ while training
@@ -87,21 +84,20 @@ def pretrain(project_id: int) -> None:
                     )
                     for row in changed.tolist()
                 )
-            project.progress = {"step": STEP_EVALUATING, "done": 0, "total": 1}
-            enqueue_after_commit(session, "evaluation.evaluate", project_id, 0)
+            project_lifecycle.advance(session, project, ProjectStep.evaluating)
 
 
-@app.task(name="training.finetune")
+@app.task(name=job_names.FINETUNE)
 def finetune(round_id: int) -> None:
     """training -> evaluating: continue the previous checkpoint's model on the updated σ."""
-    with task_session() as session:
+    with job_session() as session:
         round_ = session.get(Round, round_id)
         if round_ is None or round_.state != RoundState.training:
             return
         project = session.get(Project, round_.project_id)
         assert project is not None
         previous = of_round_number(session, project.id, round_.number - 1)
-        config = dict(project.config)
+        config = project.config
         number = round_.number
         train = split_arrays(session, project.id, Split.train)
     with round_step(round_id, RoundState.training):
@@ -130,10 +126,7 @@ def finetune(round_id: int) -> None:
         pipeline.save_weights(
             storage.staged_weights_path(settings(), project.id, number), model, spec, metadata
         )
-        with task_session() as session:
-            locked = session.scalar(select(Round).where(Round.id == round_id).with_for_update())
-            if locked is None or locked.state != RoundState.training:
-                return
-            locked.state = RoundState.evaluating
-            locked.progress = {"step": RoundState.evaluating.value, "done": 0, "total": 1}
-            enqueue_after_commit(session, "evaluation.evaluate", project.id, number)
+        with job_session() as session:
+            locked = round_lifecycle.locked_in(session, round_id, RoundState.training)
+            if locked is not None:
+                round_lifecycle.move(session, locked, RoundState.evaluating)

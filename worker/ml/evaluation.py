@@ -110,24 +110,12 @@ def evaluate(
     *,
     device: torch.device,
     batch_size: int = 1024,
-) -> Metrics:
-    """Clean, Gaussian (mean over severities) and corruption (mean over names x severities) accuracy."""
-    return evaluate_images(model, x_test_uint8, y_test, suite, device=device, batch_size=batch_size)[0]
-
-
-def evaluate_images(
-    model: nn.Module,
-    x_test_uint8: npt.NDArray[np.uint8],
-    y_test: npt.NDArray[np.integer],
-    suite: CorruptionSuite,
-    *,
-    device: torch.device,
-    batch_size: int = 1024,
     fast_cpu: bool = False,
 ) -> tuple[Metrics, dict[str, npt.NDArray[np.float64]]]:
-    """`evaluate`'s metrics and, per metric, each test image's score: 1/0 for clean; for Gaussian and
-    corruptions the share of the image's copies classified right (the metric is their mean), which is
-    what a bootstrap over test images resamples. `fast_cpu` as in `predict`."""
+    """Clean, Gaussian (mean over severities) and corruption (mean over names x severities) accuracy,
+    and, per metric, each test image's score: 1/0 for clean; for Gaussian and corruptions the share of
+    the image's copies classified right (the metric is their mean), which is what a bootstrap over test
+    images resamples. `fast_cpu` as in `predict`."""
 
     def correct(images: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
         return _correct(model, images, y_test, device=device, batch_size=batch_size, fast_cpu=fast_cpu)

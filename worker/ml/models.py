@@ -16,7 +16,7 @@ import torchvision
 from torch import nn
 
 if TYPE_CHECKING:
-    from worker.ml.datasets import ImageDataset
+    from aqpl.datasets import ImageDataset
 
 MODEL_NAMES = ("resnet18", "small_cnn")
 

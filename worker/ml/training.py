@@ -50,9 +50,11 @@ _PROBE_BATCH = 1024  # examples per forward pass of CAT's no-grad probe
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 10  # passes over the training set
-    batch_size: int = 128  # examples per SGD step (half of them perturbed, see noisy_fraction)
-    lr: float = 0.05  # peak SGD learning rate; cosine-annealed to 0 over the run
+    # No defaults for what a run's caller chooses (the project's settings, the simulation's): one
+    # place declares each (backend/projects/config.py, simulate/config.py), none is restated here.
+    epochs: int  # passes over the training set
+    batch_size: int  # examples per SGD step (half of them perturbed, see noisy_fraction)
+    lr: float  # peak SGD learning rate; cosine-annealed to 0 over the run
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4  # L2 on all parameters, the usual CIFAR ResNet value

@@ -1,6 +1,7 @@
 // Annotators: answer counts, median seconds and bias; and the form that creates accounts.
 
-import { describeError, get, h, post } from "./api.js";
+import { describeError, get, post } from "./api.js";
+import { h } from "./dom.js";
 import { clearFormErrors, showFieldError, showFormErrors } from "./forms.js";
 
 const table = document.querySelector("#annotators-table tbody");

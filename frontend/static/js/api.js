@@ -1,5 +1,6 @@
 // Calls to the JSON API from the pages: the session cookie travels by itself; unsafe methods
-// carry the X-CSRF-Token header copied from the aqpl_csrf cookie (double-submit check).
+// carry the X-CSRF-Token header copied from the aqpl_csrf cookie (__Host-aqpl_csrf in production),
+// which holds the session's token as the server derived it with its secret key.
 
 export const API = "/api/v1";
 
@@ -40,7 +41,7 @@ export function readCookie(name) {
 }
 
 export function csrfToken() {
-  return readCookie("aqpl_csrf");
+  return readCookie("__Host-aqpl_csrf") || readCookie("aqpl_csrf");
 }
 
 /** fetch() of an API path; throws ApiError for non-2xx and ConnectionLost when the request never completed. */
@@ -96,18 +97,6 @@ export function describeError(error) {
   return String(error?.message ?? error);
 }
 
-/** Field name → message for a 422 whose detail is FastAPI's list ({loc: ["body", "draws"], msg}). */
-export function fieldErrors(error) {
-  const errors = {};
-  if (!(error instanceof ApiError) || !Array.isArray(error.detail)) return errors;
-  for (const item of error.detail) {
-    const loc = (item.loc || []).filter((part) => part !== "body");
-    const key = loc.join(".") || "_";
-    errors[key] = errors[key] ? `${errors[key]}; ${item.msg}` : item.msg;
-  }
-  return errors;
-}
-
 /** A random key for Idempotency-Key (crypto.randomUUID needs a secure context; this does not). */
 export function randomKey() {
   const bytes = new Uint8Array(16);
@@ -127,31 +116,4 @@ export function sleep(ms) {
 export function backoffMs(attempt, delaysMs, retryAfterSeconds = null) {
   const base = Math.max(delaysMs[Math.min(attempt, delaysMs.length - 1)], (retryAfterSeconds ?? 0) * 1000);
   return Math.round(base * (0.75 + Math.random() * 0.5));
-}
-
-/** Small DOM helper: h("td", {class: "num"}, "12"). */
-export function h(tag, attributes = {}, ...children) {
-  const element = document.createElement(tag);
-  for (const [key, value] of Object.entries(attributes)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") element.className = value;
-    else if (key === "text") element.textContent = value;
-    else if (key.startsWith("on")) element.addEventListener(key.slice(2), value);
-    else element.setAttribute(key, value === true ? "" : value);
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return element;
-}
-
-export function formatDate(iso) {
-  if (!iso) return "";
-  const date = new Date(iso);
-  return date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
-}
-
-export function percent(value) {
-  return value === null || value === undefined ? "–" : `${(value * 100).toFixed(1)}%`;
 }

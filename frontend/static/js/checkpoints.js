@@ -1,6 +1,7 @@
 // Checkpoints of every project the lead manages: metrics, sha256 and the download link.
 
-import { describeError, formatDate, get, h, percent } from "./api.js";
+import { describeError, get } from "./api.js";
+import { formatDate, h, percent } from "./dom.js";
 
 const table = document.querySelector("#checkpoints-table tbody");
 const errorBox = document.getElementById("checkpoints-error");

@@ -1,6 +1,7 @@
 // The projects list: status of every project the lead manages, refreshed while any is still busy.
 
-import { describeError, formatDate, get, h } from "./api.js";
+import { describeError, get } from "./api.js";
+import { formatDate, h } from "./dom.js";
 
 const BUSY = new Set(["importing", "pretraining"]);
 const REFRESH_MS = 2000;

@@ -1,7 +1,8 @@
 // The project page: live status and progress (polling the API), the round buttons, the rounds
 // table and charts (an HTML fragment rendered by the server) and the current round's queries.
 
-import { describeError, get, h, post } from "./api.js";
+import { describeError, get, post } from "./api.js";
+import { h } from "./dom.js";
 
 const main = document.querySelector("main[data-project-id]");
 const projectId = Number(main.dataset.projectId);
@@ -31,6 +32,7 @@ const ui = {
   stepLine: $("step-progress"),
   stepBar: $("step-bar"),
   stepCaption: $("step-caption"),
+  eta: $("round-eta"),
   answerLine: $("answer-progress"),
   answerBar: $("answer-bar"),
   answerCaption: $("answer-caption"),
@@ -66,6 +68,27 @@ function showProgress(line, bar, caption, progress, label) {
   caption.textContent = `${label ? `${label}: ` : ""}${name} ${progress.done} / ${progress.total}`;
 }
 
+// "12 s", "3 min 5 s", "2 h 10 min": as the rounds table's timeline (backend/ui/timeline_bar.py).
+function durationText(seconds) {
+  const whole = Math.round(seconds);
+  if (whole < 60) return `${whole} s`;
+  const minutes = Math.floor(whole / 60);
+  if (minutes < 60) return whole % 60 ? `${minutes} min ${whole % 60} s` : `${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  return minutes % 60 ? `${hours} h ${minutes % 60} min` : `${hours} h`;
+}
+
+// The API's estimate for a running scoring or training step: (total − done) at the throughput
+// measured since the step began (backend/rounds/timeline.py).
+function showEta(round) {
+  const eta = round && ["scoring", "training"].includes(round.state) ? round.eta_seconds : null;
+  ui.eta.hidden = eta === null || eta === undefined;
+  if (!ui.eta.hidden) {
+    const elapsed = round.state_seconds?.[round.state] ?? 0;
+    ui.eta.textContent = `· about ${durationText(eta)} left (${durationText(elapsed)} so far)`;
+  }
+}
+
 function renderStatus(current) {
   const round = roundOf(current);
   setBadge(ui.status, current.status);
@@ -82,6 +105,7 @@ function renderStatus(current) {
   }
   const stepProgress = current.status !== "ready" ? current.progress : round && RUNNING_ROUND_STATES.has(round.state) ? round.progress : null;
   showProgress(ui.stepLine, ui.stepBar, ui.stepCaption, stepProgress, round && current.status === "ready" ? `Round ${round.number}` : "");
+  showEta(current.status === "ready" ? round : null);
   if (round && round.counts.queries > 0 && ["annotating", "aggregating"].includes(round.state)) {
     ui.answerLine.hidden = false;
     ui.answerBar.max = round.counts.queries;

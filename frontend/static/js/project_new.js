@@ -1,7 +1,8 @@
 // The "New project" form: builds the ProjectCreate body, shows the API's 422 messages next to the
-// fields they concern, then uploads the dataset file when the lead chose an upload.
+// fields they concern (forms.js), then uploads the dataset file when the lead chose an upload.
 
-import { ApiError, describeError, fieldErrors, post, request } from "./api.js";
+import { describeError, post, request } from "./api.js";
+import { clearFormErrors, focusFirstInvalid, showFieldError, showFormErrors } from "./forms.js";
 
 const form = document.getElementById("project-form");
 const formError = document.getElementById("form-error");
@@ -54,7 +55,7 @@ function buildBody() {
     const value = readNumber(name);
     if (value !== null) body[name] = value;
   }
-  for (const name of ["model", "method", "strategy"]) body[name] = form.elements[name].value;
+  for (const name of ["model", "method", "strategy", "scoring"]) body[name] = form.elements[name].value;
   for (const name of ["show_class_name", "show_sigma_marker", "auto_close"]) body[name] = form.elements[name].checked;
   const corruptions = [...form.querySelectorAll('input[name="corruption"]')];
   const chosen = corruptions.filter((box) => box.checked).map((box) => box.value);
@@ -64,66 +65,25 @@ function buildBody() {
   return body;
 }
 
-function clearErrors() {
-  formError.hidden = true;
-  formError.textContent = "";
-  for (const field of form.querySelectorAll(".field")) {
-    field.classList.remove("invalid");
-    const message = field.querySelector(".error");
-    if (message) message.textContent = "";
-  }
-}
-
-function showFieldError(key, message) {
-  const field = form.querySelector(`[data-field="${CSS.escape(key)}"]`);
-  if (!field || field.hidden) return false;
-  field.classList.add("invalid");
-  field.querySelector(".error").textContent = message;
-  return true;
-}
-
-function showErrors(error) {
-  const byField = fieldErrors(error);
-  const unplaced = [];
-  for (const [key, message] of Object.entries(byField)) {
-    // "evaluation.corruptions.0" and the like belong to their list's field.
-    const candidates = [key, key.split(".").slice(0, 2).join("."), key.split(".")[0]];
-    if (!candidates.some((candidate) => showFieldError(candidate, message))) unplaced.push(`${key}: ${message}`);
-  }
-  if (!Object.keys(byField).length) {
-    const message = describeError(error);
-    // The service's path checks answer a plain message: it belongs next to the path.
-    const aboutPath = /path|import root|not found|does not exist/i.test(message) && !pathField.hidden;
-    if (aboutPath) showFieldError("dataset.path", message);
-    else unplaced.push(message);
-  }
-  if (unplaced.length) {
-    formError.textContent = unplaced.join(" · ");
-    formError.hidden = false;
-  }
-  const firstInvalid = form.querySelector(".field.invalid input, .field.invalid select");
-  (firstInvalid || formError).focus?.();
-}
-
 function checkLocally(body) {
   let ok = true;
   if (!body.name) {
-    showFieldError("name", "Give the project a name.");
+    showFieldError(form, "name", "Give the project a name.");
     ok = false;
   }
   if (formatSelect.value !== "digits") {
     if (source() === "path" && !body.dataset.path) {
-      showFieldError("dataset.path", `A ${formatSelect.value} dataset needs its path under the import root.`);
+      showFieldError(form, "dataset.path", `A ${formatSelect.value} dataset needs its path under the import root.`);
       ok = false;
     }
     if (source() === "upload" && !form.elements.upload.files.length) {
-      showFieldError("upload", "Choose the file to upload.");
+      showFieldError(form, "upload", "Choose the file to upload.");
       ok = false;
     }
   }
   for (const input of form.querySelectorAll('input[type="number"]')) {
     if (!input.checkValidity()) {
-      showFieldError(input.name, input.validationMessage);
+      showFieldError(form, input.name, input.validationMessage);
       ok = false;
     }
   }
@@ -132,10 +92,10 @@ function checkLocally(body) {
 
 async function onSubmit(event) {
   event.preventDefault();
-  clearErrors();
+  clearFormErrors(form, formError);
   const body = buildBody();
   if (!checkLocally(body)) {
-    form.querySelector(".field.invalid input, .field.invalid select")?.focus();
+    focusFirstInvalid(form);
     return;
   }
   submitButton.disabled = true;
@@ -160,7 +120,7 @@ async function onSubmit(event) {
   } catch (error) {
     formStatus.textContent = "";
     submitButton.disabled = false;
-    if (error instanceof ApiError || error instanceof Error) showErrors(error);
+    showFormErrors(form, formError, error);
   }
 }
 

@@ -1,6 +1,7 @@
 // API tokens: create (the value is shown once), list and revoke.
 
-import { del, describeError, formatDate, get, h, post } from "./api.js";
+import { del, describeError, get, post } from "./api.js";
+import { formatDate, h } from "./dom.js";
 import { clearFormErrors, showFieldError, showFormErrors } from "./forms.js";
 
 const table = document.querySelector("#tokens-table tbody");

@@ -10,22 +10,27 @@ is excessive for the model; small H: deficient. This file is the one entry point
 - `exact.py`: `score_examples`, all M draws per example, or staged when adaptive.
 - `adaptive.py`: `AdaptiveConfig`, the early-stopping rule and its error bound.
 - `completion.py`: `complete_draws`, adaptive scores drawn on to all M copies for chosen examples.
+- `precision.py`: `resolve_precision`, the platform's precision setting (auto/fp32/bf16/int8) as arguments.
 """
 
 from worker.ml.scoring.adaptive import AdaptiveConfig
 from worker.ml.scoring.completion import complete_draws
 from worker.ml.scoring.draws import NOISE_BLOCK_EXAMPLES, example_noise
 from worker.ml.scoring.exact import score_examples
+from worker.ml.scoring.precision import PRECISION_NAMES, ScoringPrecision, resolve_precision
 from worker.ml.scoring.scores import Scores, histogram_entropy, merge_scores, softmax_entropy
 
 __all__ = [
     "NOISE_BLOCK_EXAMPLES",
+    "PRECISION_NAMES",
     "AdaptiveConfig",
     "Scores",
+    "ScoringPrecision",
     "complete_draws",
     "example_noise",
     "histogram_entropy",
     "merge_scores",
+    "resolve_precision",
     "score_examples",
     "softmax_entropy",
 ]

@@ -30,7 +30,7 @@ def score_examples(
     images_uint8_nhwc: npt.NDArray[np.uint8],
     sigma_indices: npt.NDArray[np.integer],
     *,
-    draws: int = 50,
+    draws: int,  # M, the caller's (a project's or a simulation's setting)
     seed: int,
     device: torch.device,
     batch_size: int | None = None,

@@ -40,10 +40,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from aqpl.datasets import ImageDataset, load_dataset
 from worker.ml.corruptions import CorruptionSuite, build_corruption_suite
-from worker.ml.datasets import ImageDataset, load_dataset
 from worker.ml.device import resolve_device
-from worker.ml.evaluation import evaluate_images
+from worker.ml.evaluation import evaluate
 from worker.ml.models import ModelSpec, build_model, spec_for_dataset
 from worker.ml.oracle import (
     REFERENCE_SIGMA_RANGE,
@@ -236,7 +236,7 @@ def _train_config(config: SimulationConfig, *, epochs: int, lr: float, seed: int
 
 def _evaluate(context: _SeedContext, model: nn.Module) -> tuple[dict[str, Any], ImageScores]:
     with context.timer("evaluate"):
-        metrics, per_image = evaluate_images(
+        metrics, per_image = evaluate(
             model,
             context.dataset.x_test,
             context.dataset.y_test,

@@ -1,0 +1,1 @@
+"""Project members: which annotators work on a project (default: all of them)."""

@@ -1,0 +1,1 @@
+"""Webhooks: URLs a lead registers for a project's events, signed deliveries and their log."""
