@@ -53,6 +53,11 @@ def staged_weights_path(settings: Settings, project_id: int, round_number: int) 
     )
 
 
+def reference_path(settings: Settings, project_id: int) -> Path:
+    """The project's reference classifier F_o (Eq. 7), trained at pretraining when the project asks."""
+    return project_dir(settings, project_id) / CHECKPOINTS_FOLDER / "reference.safetensors"
+
+
 def corruption_cache_dir(settings: Settings) -> Path:
     return settings.storage_dir / "corruptions"
 

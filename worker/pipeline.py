@@ -29,6 +29,7 @@ from worker.ml.evaluation import evaluate
 from worker.ml.models import ModelSpec, build_model, spec_for_images
 from worker.ml.noise import derive_seed
 from worker.ml.onnx_export import export_onnx, failure_reason, onnx_path_beside
+from worker.ml.oracle import SimulatedOracle, train_reference_classifier
 from worker.ml.scoring import Scores, ScoringPrecision, complete_draws, score_examples
 from worker.ml.strategies import Completion, select
 from worker.ml.training import CATConfig, TrainConfig, TrainResult, train_cat, train_model
@@ -43,6 +44,8 @@ _STREAM_SCORE = 3
 _STREAM_SELECT = 4
 _STREAM_FINETUNE = 5
 _STREAM_EVALUATION = 6
+_STREAM_REFERENCE = 7  # F_o's weights, levels and batches (Eq. 7's reference classifier)
+_STREAM_ORACLE = 8  # the simulated oracle's noise fields: the same in every round, so σ_o is the example's
 EVALUATION_BATCH = 256  # images per forward pass when measuring accuracy
 
 
@@ -204,6 +207,48 @@ def publish_weights(
         reason = {"onnx_error": failure_reason(error)}
         logger.warning("ONNX export of %s failed, publishing without it: %s", path.name, reason["onnx_error"])
     return save_checkpoint(path, model, spec, {**metadata, "onnx": onnx, **reason})
+
+
+# ---------------------------------------------------------------------------------------------
+# The simulated oracle (Eq. 7): people's answers against a reference classifier's
+
+
+def train_reference(
+    config: ProjectConfig,
+    x_train: npt.NDArray[np.uint8],
+    y_train: npt.NDArray[np.int64],
+    class_names: Sequence[str],
+    *,
+    device: torch.device,
+    path: Path,
+    progress: Progress | None = None,
+) -> None:
+    """F_o saved at `path`: the project's model trained at levels drawn from the whole ladder, as many
+    epochs as pretraining, on its own seed stream. A file made from the same data and settings is
+    kept (its fingerprint matches), so a redelivered pretraining does not train it twice."""
+    spec = spec_for_images(x_train, len(class_names), config.model, tuple(class_names))
+    settings = train_config(config, epochs=config.epochs, seed=stream_seed(config.seed, _STREAM_REFERENCE))
+    train_reference_classifier(
+        spec, x_train, y_train, settings, device=device, progress=progress, checkpoint_path=path
+    )
+
+
+def oracle_sigma(
+    config: ProjectConfig,
+    reference_path: Path,
+    x_train: npt.NDArray[np.uint8],
+    y_train: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64],
+    *,
+    device: torch.device,
+) -> npt.NDArray[np.int64]:
+    """σ_o (ladder index) of training rows `rows`, answered by the simulated oracle with F_o from
+    `reference_path` and the engine's sequential test (its defaults: τ = 0.95, δ = 0.05)."""
+    reference, _ = load_checkpoint(reference_path, device=device)
+    oracle = SimulatedOracle(
+        reference, x_train, y_train, device=device, seed=stream_seed(config.seed, _STREAM_ORACLE)
+    )
+    return oracle.answer(np.asarray(rows, dtype=np.int64))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -106,4 +106,6 @@ class Query(Base):
     sigma_index_before: Mapped[int]
     result_sigma_index: Mapped[int | None]  # median of the answers, on the ladder
     result_mad: Mapped[float | None] = mapped_column(Float)  # median absolute deviation, in ladder steps
+    # The simulated oracle's σ_o (Eq. 7, ladder index) for the example, where the project trains F_o.
+    oracle_sigma_index: Mapped[int | None]
     status: Mapped[str] = mapped_column(String(16), default="open")  # open | complete

@@ -107,6 +107,10 @@ class ProjectConfig(BaseModel):
     # adaptive: stop drawing an example's copies once they agree, then complete the picks to all M
     # draws (~3x fewer forward passes, the same selection as exact within its noise; docs/engine.md).
     scoring: ScoringMode = "adaptive"
+    # Train the reference classifier F_o of Eq. 7 beside the model at pretraining (as many epochs,
+    # at every ladder level), and answer each round's queries with the simulated oracle too: σ_o
+    # beside the people's consensus (docs/rounds.md). Off by default: it doubles pretraining.
+    oracle_reference: bool = False
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -132,7 +132,8 @@ def query_counts_by_round(session: Session, project_id: int) -> dict[int, int]:
 
 
 def iter_export_rows(session: Session, project_id: int, batch: int = 2000) -> Iterator[dict[str, Any]]:
-    """Every example with its σ history and every raw answer, in dataset order, fetched in batches."""
+    """Every example with its σ history, every raw answer and the simulated oracle's σ_o, in dataset
+    order, fetched in batches."""
     last_id = 0
     while True:
         examples = session.scalars(
@@ -176,6 +177,23 @@ def iter_export_rows(session: Session, project_id: int, batch: int = 2000) -> It
                     "sigma_index": sigma_index,
                 }
             )
+        # The simulated oracle's σ_o per round the example was queried in (projects with F_o),
+        # beside the people's consensus of that query.
+        oracle: dict[int, list[dict[str, Any]]] = {}
+        oracle_rows = session.execute(
+            select(Query.example_id, Round.number, Query.oracle_sigma_index, Query.result_sigma_index)
+            .join(Round, Round.id == Query.round_id)
+            .where(Query.example_id.in_(ids), Query.oracle_sigma_index.is_not(None))
+            .order_by(Round.number)
+        ).all()
+        for example_id, round_number, oracle_sigma_index, consensus in oracle_rows:
+            oracle.setdefault(example_id, []).append(
+                {
+                    "round": round_number,
+                    "oracle_sigma_index": oracle_sigma_index,
+                    "consensus_sigma_index": consensus,
+                }
+            )
         for example in examples:
             yield {
                 "example_id": example.id,
@@ -187,5 +205,6 @@ def iter_export_rows(session: Session, project_id: int, batch: int = 2000) -> It
                 "sigma_round": example.sigma_round,
                 "sigma_history": history.get(example.id, []),
                 "answers": answers.get(example.id, []),
+                "oracle_answers": oracle.get(example.id, []),
             }
         last_id = ids[-1]

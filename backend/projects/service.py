@@ -49,6 +49,7 @@ EXPORT_COLUMNS = (
     "sigma_round",
     "sigma_history",
     "answers",
+    "oracle_answers",
 )
 
 
@@ -306,7 +307,7 @@ def _metric(metrics: dict[str, Any], name: str) -> float | None:
 
 
 def export_lines(session: Session, project: Project, export_format: str) -> Iterator[str]:
-    """The export, line by line: every triplet with its σ history and every raw answer."""
+    """The export, line by line: every triplet with its σ history, every raw answer and σ_o."""
     if export_format not in EXPORT_FORMATS:
         raise InvalidInput(f"unknown export format {export_format!r}: choose csv or jsonl")
     rows = repository.iter_export_rows(session, project.id)
@@ -321,7 +322,7 @@ def export_lines(session: Session, project: Project, export_format: str) -> Iter
         writer.writerow(
             [
                 json.dumps(row[column], separators=(",", ":"))
-                if column in ("sigma_history", "answers")
+                if column in ("sigma_history", "answers", "oracle_answers")
                 else row[column]
                 for column in EXPORT_COLUMNS
             ]

@@ -124,6 +124,7 @@ def query_reads(session: Session, round_id: int) -> list[QueryRead]:
             answers=answers.get(query.id, []),
             result_sigma_index=query.result_sigma_index,
             result_mad=query.result_mad,
+            oracle_sigma_index=query.oracle_sigma_index,
             sigma_index_before=query.sigma_index_before,
             image_url=f"/api/v1/examples/{query.example_id}/image.png",
         )
@@ -153,3 +154,22 @@ def train_examples(session: Session, project_id: int) -> Sequence[Example]:
         .where(Example.project_id == project_id, Example.split == Split.train)
         .order_by(Example.dataset_index)
     ).all()
+
+
+def oracle_pairs(session: Session, project_id: int) -> list[tuple[int, int, int]]:
+    """(round number, consensus σ index, σ_o index) of every query of the project that has both."""
+    rows = session.execute(
+        select(Round.number, Query.result_sigma_index, Query.oracle_sigma_index)
+        .join(Round, Round.id == Query.round_id)
+        .where(
+            Round.project_id == project_id,
+            Query.result_sigma_index.is_not(None),
+            Query.oracle_sigma_index.is_not(None),
+        )
+        .order_by(Round.number, Query.id)
+    ).all()
+    return [
+        (number, consensus, oracle)
+        for number, consensus, oracle in rows
+        if consensus is not None and oracle is not None  # always, by the WHERE; narrows the types
+    ]

@@ -67,5 +67,8 @@ class QueryRead(BaseModel):
     answers: list[int]  # σ ladder indices, in the order they came
     result_sigma_index: int | None
     result_mad: float | None
+    # The simulated oracle's answer σ_o (Eq. 7; ladder index), recorded at aggregation where the
+    # project trains the reference classifier F_o (`oracle_reference`); None otherwise.
+    oracle_sigma_index: int | None
     sigma_index_before: int
     image_url: str

@@ -6,6 +6,7 @@ repeats both, so the charts read in grey print and for colour-blind readers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -185,6 +186,79 @@ def sigma_histogram_svg(
             + _text(legend_x + 22, MARGIN_TOP - 14, label)
         )
         legend_x += 22 + 8 * len(label) + 24
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class OraclePoint:
+    """One answered query of a project with F_o: the people's consensus and σ_o (ladder indices)."""
+
+    round: int
+    consensus: int
+    oracle: int
+
+
+def oracle_scatter_svg(
+    points: Sequence[OraclePoint], *, title: str = "People's consensus σ vs the simulated oracle's σ_o"
+) -> str:
+    """Scatter of each query's consensus (y) against σ_o (x), both on the σ ladder, with the line y = x."""
+    if not points:
+        return _empty_chart(title, "No query has both a consensus and σ_o yet: they come with each round.")
+    plot = _PlotArea()
+    top = LADDER_MAX_INDEX / 100
+
+    def x_of(sigma: float) -> float:
+        return plot.left + plot.width * sigma / top
+
+    def y_of(sigma: float) -> float:
+        return plot.bottom - plot.height * sigma / top
+
+    parts = [_open_svg(title, "oracle-scatter")]
+    parts.append(_title_text(title))
+    for tick in _ticks(0, top, 6):
+        parts.append(_grid_line(x_of(tick), plot.top, x_of(tick), plot.bottom))
+        parts.append(_text(x_of(tick), plot.bottom + 18, f"{tick:.2f}", anchor="middle"))
+        parts.append(_grid_line(plot.left, y_of(tick), plot.right, y_of(tick)))
+        parts.append(_text(plot.left - 8, y_of(tick) + 4, f"{tick:.2f}", anchor="end"))
+    parts.append(_axes(plot))
+    parts.append(
+        f'<line class="identity" x1="{x_of(0):.1f}" y1="{y_of(0):.1f}" x2="{x_of(top):.1f}" '
+        f'y2="{y_of(top):.1f}" stroke="#888" stroke-width="1.5" stroke-dasharray="5 4"/>'
+    )
+    parts.append(
+        _text(plot.left + plot.width / 2, HEIGHT - 10, "σ_o: simulated oracle (Eq. 7)", anchor="middle")
+    )
+    parts.append(_vertical_text(16, plot.top + plot.height / 2, "σ: people's consensus (median)"))
+    # Answers sit on a 91-level ladder, so queries often coincide: one marker per distinct pair,
+    # sized by how many queries it stands for, and its tooltip says which rounds.
+    groups: dict[tuple[int, int], list[int]] = {}
+    for point in points:
+        groups.setdefault((point.oracle, point.consensus), []).append(point.round)
+    for (oracle, consensus), rounds in sorted(groups.items()):
+        x, y = x_of(oracle / 100), y_of(consensus / 100)
+        radius = 4.0 + 1.5 * math.sqrt(len(rounds) - 1)
+        listed = ", ".join(str(number) for number in sorted(set(rounds)))
+        tip = (
+            f"{len(rounds)} quer{'y' if len(rounds) == 1 else 'ies'} (round {listed}): "
+            f"consensus σ {sigma_of(consensus):.2f}, σ_o {sigma_of(oracle):.2f}"
+        )
+        parts.append(
+            f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="{radius:.1f}" fill="#0072B2" '
+            f'fill-opacity="0.35" stroke="#0072B2" stroke-width="1.5"><title>{escape(tip)}</title></circle>'
+        )
+    legend_y = MARGIN_TOP - 18
+    parts.append(
+        f'<circle cx="{plot.left + 6}" cy="{legend_y}" r="4.5" fill="#0072B2" fill-opacity="0.35" '
+        'stroke="#0072B2" stroke-width="1.5"/>'
+        + _text(plot.left + 16, legend_y + 4, "a query (larger: several)")
+    )
+    legend_x = plot.left + 220
+    parts.append(
+        f'<line x1="{legend_x}" y1="{legend_y}" x2="{legend_x + 28}" y2="{legend_y}" '
+        'stroke="#888" stroke-width="1.5" stroke-dasharray="5 4"/>'
+        + _text(legend_x + 34, legend_y + 4, "agreement (σ = σ_o)")
+    )
     parts.append("</svg>")
     return "".join(parts)
 

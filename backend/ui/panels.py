@@ -7,12 +7,19 @@ from dataclasses import dataclass
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
+from backend.annotations.oracle_agreement import OracleAgreement, oracle_agreement
 from backend.models import Project, User
 from backend.projects import repository as project_repository
 from backend.projects import service as project_service
 from backend.projects.schemas import RoundMetrics
-from backend.rounds.repository import round_read
-from backend.ui.charts import AccuracyPoint, accuracy_chart_svg, sigma_histogram_svg
+from backend.rounds.repository import oracle_pairs, round_read
+from backend.ui.charts import (
+    AccuracyPoint,
+    OraclePoint,
+    accuracy_chart_svg,
+    oracle_scatter_svg,
+    sigma_histogram_svg,
+)
 from backend.ui.timeline_bar import timeline_label, timeline_svg
 
 
@@ -46,6 +53,9 @@ class PanelsView:
     accuracy_chart: Markup
     sigma_chart: Markup
     sigma_caption: str
+    # People against the simulated oracle (projects with oracle_reference on; None otherwise).
+    oracle_chart: Markup | None = None
+    oracle_agreement: OracleAgreement | None = None
 
 
 def managed_project(session: Session, user: User, project_id: int) -> Project:
@@ -103,12 +113,20 @@ def project_panels(session: Session, user: User, project_id: int) -> PanelsView:
             title="σ of the training examples now (no round has closed yet)",
         )
         caption = "Every example starts at the initial σ; the histogram changes once a round closes."
+    oracle_chart: Markup | None = None
+    agreement: OracleAgreement | None = None
+    if project.config.oracle_reference:
+        pairs = [OraclePoint(*pair) for pair in oracle_pairs(session, project.id)]
+        oracle_chart = Markup(oracle_scatter_svg(pairs))  # noqa: S704  # numbers, text escaped
+        agreement = oracle_agreement([p.consensus for p in pairs], [p.oracle for p in pairs])
     return PanelsView(
         project_id=project.id,
         rounds=rows,
         accuracy_chart=Markup(accuracy_chart_svg(points)),  # noqa: S704  # built from numbers, text escaped
         sigma_chart=Markup(sigma_chart),  # noqa: S704  # same
         sigma_caption=caption,
+        oracle_chart=oracle_chart,
+        oracle_agreement=agreement,
     )
 
 

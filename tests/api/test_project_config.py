@@ -53,6 +53,7 @@ def test_defaults() -> None:
         "open_first_round": False,
         "score_shard_size": 5000,
         "scoring": "adaptive",
+        "oracle_reference": False,
         "initial_sigma_index": 30,  # derived from initial_sigma
     }
     assert config.dataset.model_dump() == {

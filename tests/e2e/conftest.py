@@ -155,19 +155,25 @@ class AnnotatingRound:
     queries: int
 
 
-@pytest.fixture(scope="session")
-def annotating_round(server: Server) -> AnnotatingRound:
-    """A digits project, made through the API, whose first round waits for answers."""
-    started = time.monotonic()
+def open_first_round(server: Server, body: dict[str, Any]) -> tuple[int, int, dict[str, Any]]:
+    """Create a project as lead1 (`body`: the request), wait until it is ready, open round 1 and wait
+    until it annotates; returns (project id, round id, the round as the API reads it)."""
     with server.api("lead1") as api:
-        created = api.post("/projects", json={"name": "e2e annotation", **TINY_PROJECT})
+        created = api.post("/projects", json=body)
         assert created.status_code == 201, created.text
         project_id = created.json()["id"]
         wait_for_project(server, project_id)
         launched = api.post(f"/projects/{project_id}/rounds")
         assert launched.status_code == 201, launched.text
         round_id = launched.json()["id"]
-    round_ = wait_for_round(server, round_id, "annotating")
+    return project_id, round_id, wait_for_round(server, round_id, "annotating")
+
+
+@pytest.fixture(scope="session")
+def annotating_round(server: Server) -> AnnotatingRound:
+    """A digits project, made through the API, whose first round waits for answers."""
+    started = time.monotonic()
+    project_id, round_id, round_ = open_first_round(server, {"name": "e2e annotation", **TINY_PROJECT})
     print(f"annotating round ready after {time.monotonic() - started:.1f} s")
     return AnnotatingRound(project_id=project_id, round_id=round_id, queries=round_["counts"]["queries"])
 

@@ -8,13 +8,11 @@ from typing import Any
 
 from tests.e2e.conftest import (
     BROWSER_TESTS,
-    READY_TIMEOUT,
     TINY_PROJECT,
     Server,
+    open_first_round,
     sign_in,
     wait_for_js,
-    wait_for_project,
-    wait_for_round,
 )
 from tests.e2e.test_dashboard import lead_page, text_of, wait_for_text
 
@@ -24,15 +22,17 @@ __all__ = ["lead_page"]  # the fixture, imported for the tests below
 
 def test_round_timeline_bar_and_time_left(server: Server, lead_page: Any) -> None:
     page = lead_page
-    with server.api("lead1") as api:
-        created = api.post("/projects", json={"name": "e2e timeline", **TINY_PROJECT, "draws": 20})
-        assert created.status_code == 201, created.text
-        project_id = created.json()["id"]
-        wait_for_project(server, project_id)
-        started = api.post(f"/projects/{project_id}/rounds")
-        assert started.status_code == 201, started.text
-        round_id = started.json()["id"]
-    annotating = wait_for_round(server, round_id, "annotating", timeout=READY_TIMEOUT)
+    project_id, round_id, annotating = open_first_round(
+        server, {"name": "e2e timeline", **TINY_PROJECT, "draws": 20}
+    )
+    try:
+        check_timeline(server, page, project_id, annotating)
+    finally:  # its open queries would go to the other browser tests' annotators
+        with server.api("lead1") as api:
+            assert api.post(f"/rounds/{round_id}/close").status_code == 200
+
+
+def check_timeline(server: Server, page: Any, project_id: int, annotating: dict[str, Any]) -> None:
     assert annotating["forward_passes"] > 0 and set(annotating["state_seconds"]) == {"scoring", "annotating"}
 
     sign_in(page, server, "lead1")

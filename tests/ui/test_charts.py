@@ -7,7 +7,13 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from aqpl.ladder import LADDER_SIZE
-from backend.ui.charts import AccuracyPoint, accuracy_chart_svg, sigma_histogram_svg
+from backend.ui.charts import (
+    AccuracyPoint,
+    OraclePoint,
+    accuracy_chart_svg,
+    oracle_scatter_svg,
+    sigma_histogram_svg,
+)
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -97,3 +103,24 @@ def test_sigma_histogram_of_one_state_and_bad_lengths() -> None:
     assert any("No σ histogram" in text for text in texts(parse(sigma_histogram_svg(None, None))))
     with pytest.raises(ValueError, match="91 counts"):
         sigma_histogram_svg([1, 2, 3], None)
+
+
+def test_oracle_scatter_puts_each_query_at_sigma_o_and_consensus_and_merges_repeats() -> None:
+    points = [
+        OraclePoint(round=1, consensus=45, oracle=30),
+        OraclePoint(round=2, consensus=45, oracle=30),  # the same pair: one larger marker
+        OraclePoint(round=1, consensus=0, oracle=90),
+    ]
+    root = parse(oracle_scatter_svg(points))
+    circles = [c for c in root.iter(f"{SVG}circle") if c.get("class") == "point"]
+    assert len(circles) == 2
+    by_tip = {(c.find(f"{SVG}title").text or ""): c for c in circles}  # type: ignore[union-attr]
+    merged = by_tip["2 queries (round 1, 2): consensus σ 0.45, σ_o 0.30"]
+    single = by_tip["1 query (round 1): consensus σ 0.00, σ_o 0.90"]
+    assert float(merged.get("r", 0)) > float(single.get("r", 0))
+    # σ_o on x (0.90 at the right edge), consensus on y (0 at the bottom); the identity line spans both.
+    assert float(single.get("cx", 0)) > float(merged.get("cx", 0))
+    assert float(single.get("cy", 0)) > float(merged.get("cy", 0))
+    assert root.find(f"{SVG}line[@class='identity']") is not None
+    assert "σ_o: simulated oracle (Eq. 7)" in texts(root)
+    assert "chart-empty" in (parse(oracle_scatter_svg([])).get("class") or "")

@@ -56,6 +56,15 @@ def pretrain(project_id: int) -> None:
         pipeline.save_weights(
             storage.staged_weights_path(settings(), project_id, 0), trained.model, trained.spec, metadata
         )
+        if config.oracle_reference:  # Eq. 7's F_o, for σ_o beside the people's answers (rounds.aggregate)
+            pipeline.train_reference(
+                config,
+                images,
+                train.labels,
+                class_names,
+                device=device(),
+                path=storage.reference_path(settings(), project_id),
+            )
         with job_session() as session:
             project = project_lifecycle.locked_at(session, project_id, ProjectStep.pretraining)
             if project is None:

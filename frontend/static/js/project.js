@@ -165,6 +165,8 @@ function thumbnail(query) {
       h("div", {}, `H = ${query.score.toFixed(3)}`),
       h("div", {}, `σ ${(query.sigma_index_before / 100).toFixed(2)}${result}`),
       h("div", { class: "answers" }, `answers (${query.answer_count}/${query.required_answers}): ${answers}`),
+      // The simulated oracle's σ_o (projects that train F_o; recorded when the round is aggregated).
+      query.oracle_sigma_index === null ? null : h("div", { class: "oracle" }, `σ_o ${(query.oracle_sigma_index / 100).toFixed(2)}`),
     ),
   );
 }

@@ -56,7 +56,7 @@ function buildBody() {
     if (value !== null) body[name] = value;
   }
   for (const name of ["model", "method", "strategy", "scoring"]) body[name] = form.elements[name].value;
-  for (const name of ["show_class_name", "show_sigma_marker", "auto_close"]) body[name] = form.elements[name].checked;
+  for (const name of ["show_class_name", "show_sigma_marker", "auto_close", "oracle_reference"]) body[name] = form.elements[name].checked;
   const corruptions = [...form.querySelectorAll('input[name="corruption"]')];
   const chosen = corruptions.filter((box) => box.checked).map((box) => box.value);
   body.evaluation = body.evaluation || {};
