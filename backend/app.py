@@ -20,6 +20,7 @@ from backend.checkpoints.endpoints import router as checkpoints_router
 from backend.db import create_db_engine, make_session_factory, warm_pool
 from backend.errors import install_error_handlers
 from backend.examples.endpoints import router as examples_router
+from backend.gold.endpoints import router as gold_router
 from backend.headers import SecurityHeaders
 from backend.limits import BodySizeLimit
 from backend.members.endpoints import router as members_router
@@ -55,6 +56,7 @@ def api_router() -> APIRouter:
     router.include_router(rounds_router)
     router.include_router(checkpoints_router)
     router.include_router(webhooks_router)
+    router.include_router(gold_router)
     return router
 
 

@@ -84,7 +84,7 @@ def open_queries(engine: Engine, round_id: int) -> int:
     with engine.connect() as connection:
         return int(
             connection.scalar(
-                select(func.count(Query.id)).where(Query.round_id == round_id, Query.status != "complete")
+                select(func.count(Query.id)).where(Query.round_id == round_id, Query.status == "open")
             )
             or 0
         )
@@ -292,7 +292,8 @@ def report(
     print(
         f"config: {config.annotators} annotators, {config.queries} queries x {config.overlap} answers, "
         f"{config.api_workers} API processes, lease {config.lease_seconds} s, think {config.think_ms:g} ms, "
-        f"abandon/retry/drop {config.p_abandon:.0%}/{config.p_retry:.0%}/{config.p_drop:.0%}"
+        f"abandon/retry/drop {config.p_abandon:.0%}/{config.p_retry:.0%}/{config.p_drop:.0%}, "
+        f"gold {config.gold_queries} queries at rate {config.gold_rate:g}"
     )
     print(
         f"events: {stats.abandoned} abandoned leases, {stats.retried} retried submits, "
@@ -342,6 +343,8 @@ def main() -> int:
     parser.add_argument("--drop", type=float, default=defaults.p_drop, help="probability per task")
     parser.add_argument("--max-seconds", type=float, default=defaults.max_seconds)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--gold-queries", type=int, default=defaults.gold_queries, help="gold queries")
+    parser.add_argument("--gold-rate", type=float, default=defaults.gold_rate, help="share of gold tasks")
     parser.add_argument(
         "--keep-database", action="store_true", help="do not drop the database (to EXPLAIN queries)"
     )
@@ -359,6 +362,8 @@ def main() -> int:
         p_drop=args.drop,
         max_seconds=args.max_seconds,
         seed=args.seed,
+        gold_queries=args.gold_queries,
+        gold_rate=args.gold_rate,
     )
     with served_round(
         config,
@@ -388,7 +393,17 @@ def main() -> int:
         problems = verify(engine, serving.round_id, config, simulation.stats)
         with engine.connect() as connection:
             answers = int(connection.scalar(select(func.count(Annotation.id))) or 0)
+            gold_answers = int(
+                connection.scalar(
+                    select(func.count(Annotation.id))
+                    .join(Query, Query.id == Annotation.query_id)
+                    .where(Query.status == "gold")
+                )
+                or 0
+            )
         report(config, simulation.stats, wall, answers, load_before, load_after)
+        if config.gold_queries:
+            print(f"gold answers: {gold_answers} of {answers} ({gold_answers / max(answers, 1):.1%})")
         requests = sum(len(values) for values in simulation.stats.latencies.values())
         used = cpu_used(cpu_before, cpu_after)
         print(

@@ -75,6 +75,9 @@ class LoadConfig:
     max_seconds: float = 600.0  # the whole annotation phase
     max_requests_per_client: int = 3000
     seed: int = 0
+    # Gold questions (docs/access-and-tasks.md): gold queries beside the round's, at this share of tasks.
+    gold_queries: int = 0
+    gold_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ def seed(url: str, settings: Settings, config: LoadConfig) -> tuple[int, list[An
                                 "show_sigma_marker": False,
                                 "auto_close": True,
                                 "disagreement_threshold": None,
+                                "gold_rate": config.gold_rate,
                             }
                         ),
                         "noise_seed": config.seed,
@@ -155,9 +159,17 @@ def seed(url: str, settings: Settings, config: LoadConfig) -> tuple[int, list[An
             )
             round_id = connection.execute(
                 insert(Round).returning(Round.id),
-                [{"project_id": project_id, "number": 1, "state": RoundState.annotating}],
+                [
+                    {
+                        "project_id": project_id,
+                        "number": 1,
+                        "state": RoundState.annotating,
+                        "gold_rate": config.gold_rate if config.gold_queries else 0.0,
+                    }
+                ],
             ).scalar_one()
-            chosen = rng.choice(len(example_ids), size=config.queries, replace=False)
+            picked = rng.choice(len(example_ids), size=config.queries + config.gold_queries, replace=False)
+            chosen, gold = picked[: config.queries], picked[config.queries :]
             connection.execute(
                 insert(Query),
                 [
@@ -174,6 +186,24 @@ def seed(url: str, settings: Settings, config: LoadConfig) -> tuple[int, list[An
                     for rank, index in enumerate(chosen)
                 ],
             )
+            if config.gold_queries:  # what a round opening with gold examples makes (backend/gold/)
+                connection.execute(
+                    insert(Query),
+                    [
+                        {
+                            "round_id": round_id,
+                            "example_id": example_ids[int(index)],
+                            "side": QuerySide.gold,
+                            "score": 0.0,
+                            "required_answers": 0,
+                            "answer_count": 0,
+                            "sigma_index_before": 30,
+                            "gold_sigma_index": int(rng.integers(10, 61)),
+                            "status": "gold",
+                        }
+                        for index in gold
+                    ],
+                )
             user_ids = connection.execute(
                 insert(User).returning(User.id, sort_by_parameter_order=True),
                 [
@@ -218,7 +248,7 @@ class RoundRecord:
     """A round as the database holds it after a run."""
 
     state: RoundState | None
-    queries: Sequence[tuple[int, int, int, str]]  # id, answer_count, required_answers, status
+    queries: Sequence[tuple[int, int, int, str]]  # id, answer_count, required_answers, status (not gold)
     answers: Sequence[tuple[int, int, int, str]]  # annotation id, query id, annotator id, idempotency key
 
     def answers_per_query(self) -> Counter[int]:
@@ -229,7 +259,7 @@ def read_round(engine: Engine, round_id: int) -> RoundRecord:
     with engine.connect() as connection:
         queries = connection.execute(
             select(Query.id, Query.answer_count, Query.required_answers, Query.status).where(
-                Query.round_id == round_id
+                Query.round_id == round_id, Query.status != "gold"
             )
         ).all()
         answers = connection.execute(

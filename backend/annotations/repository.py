@@ -13,6 +13,7 @@ from backend.auth.service import as_utc
 from backend.models import Annotation, Assignment, AssignmentState, Project, Query, Round, RoundState
 from backend.models._types import UTCDateTime
 from backend.projects.config import ProjectConfig
+from backend.tasks.repository import SELECTED
 
 
 def by_idempotency_key(session: Session, annotator_id: int, key: str) -> Annotation | None:
@@ -38,16 +39,16 @@ def sigma_indices(session: Session, query_id: int) -> list[int]:
 def answers_for_stats(
     session: Session, project_ids: list[int] | None
 ) -> list[tuple[int, int, int, float | None]]:
-    """(annotator_id, query_id, sigma_index, seconds) of every answer, optionally within some projects."""
-    statement = select(
-        Annotation.annotator_id, Annotation.query_id, Annotation.sigma_index, Annotation.seconds
-    ).order_by(Annotation.id)
+    """(annotator_id, query_id, sigma_index, seconds) of every answer to a round's own queries (not
+    gold: those measure the annotator, `backend.gold`), optionally within some projects."""
+    statement = (
+        select(Annotation.annotator_id, Annotation.query_id, Annotation.sigma_index, Annotation.seconds)
+        .join(Query, Query.id == Annotation.query_id)
+        .where(SELECTED)
+        .order_by(Annotation.id)
+    )
     if project_ids is not None:
-        statement = (
-            statement.join(Query, Query.id == Annotation.query_id)
-            .join(Round, Round.id == Query.round_id)
-            .where(Round.project_id.in_(project_ids))
-        )
+        statement = statement.join(Round, Round.id == Query.round_id).where(Round.project_id.in_(project_ids))
     return [(int(a), int(q), int(s), seconds) for a, q, s, seconds in session.execute(statement)]
 
 

@@ -18,11 +18,13 @@ from backend.annotations import repository
 from backend.annotations.aggregation import annotator_bias, median_absolute_deviation, median_on_ladder
 from backend.annotations.repository import StoredAnswer
 from backend.errors import Conflict, NotFound
+from backend.gold import repository as gold_repository
+from backend.gold.quality import GoldQuality, quality_by_annotator
 from backend.models import Project, Role, User
 from backend.projects.config import ProjectConfig
 from backend.tasks import repository as task_repository
 from backend.tasks import service as task_service
-from backend.tasks.repository import COMPLETE
+from backend.tasks.repository import COMPLETE, GOLD
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Submitted:
     annotation: StoredAnswer
     replayed: bool  # True when the Idempotency-Key had already been used for this task
     round_id: int
+    gold: bool = False  # an answer to a gold query: it measures the annotator, the round does not count it
     asked_one_more: bool = False  # the answers disagreed: the query now needs one more
     # The round of the query this answer completed, when its project closes rounds by itself: once
     # this transaction has committed, `backend.rounds.lifecycle.close_if_complete` closes it if done.
@@ -83,6 +86,9 @@ def submit_answer(
         # Only reachable by one annotator reusing a key on two tasks at the same instant.
         raise Conflict("this answer conflicts with another answer of yours; reload the task") from error
     repository.mark_answered(session, assignment_id)
+    answer = StoredAnswer(answer_id, assignment_id, query_id, sigma_index, seconds, now)
+    if context.query_status == GOLD:
+        return Submitted(answer, replayed=False, round_id=round_id, gold=True)
     completed = asked_one_more = False
     if context.answer_count + 1 >= context.required_answers:
         answers = [sigma_index] if context.answer_count == 0 else repository.sigma_indices(session, query_id)
@@ -92,7 +98,6 @@ def submit_answer(
         repository.count_answer(session, query_id, **decided)
     else:
         repository.count_answer(session, query_id)
-    answer = StoredAnswer(answer_id, assignment_id, query_id, sigma_index, seconds, now)
     closes = completed and context.project_config.auto_close
     return Submitted(
         answer,
@@ -113,6 +118,9 @@ def _aggregate_query(config: ProjectConfig, required_answers: int, answers: list
     return {"status": COMPLETE, "result_sigma_index": median_on_ladder(answers), "result_mad": mad}
 
 
+NO_GOLD = GoldQuality(answers=0, mean_absolute_error=None, mean_error=None, flagged=False)
+
+
 @dataclass(frozen=True)
 class AnnotatorStats:
     id: int
@@ -120,10 +128,15 @@ class AnnotatorStats:
     answers: int
     median_seconds: float | None
     bias: float | None  # mean (own answer - query median), ladder steps; None without shared queries
+    gold_answers: int  # answers to gold queries (never counted in `answers` nor `bias`)
+    gold_error: float | None  # mean |answer - known σ| over gold answers, ladder steps
+    gold_bias: float | None  # mean (answer - known σ), ladder steps: positive tolerates more noise
+    flagged: bool  # past a project's gold_max_error on at least its gold_min_answers
 
 
 def annotator_stats(session: Session, viewer: User, project_id: int | None = None) -> list[AnnotatorStats]:
-    """Per annotator: answers, median seconds per task, bias against the consensus.
+    """Per annotator: answers, median seconds per task, bias against the consensus, and the errors
+    against gold with whether a project flags them.
 
     Admins see every project's answers; leads only those in projects they own.
     """
@@ -142,8 +155,17 @@ def annotator_stats(session: Session, viewer: User, project_id: int | None = Non
         if spent is not None:
             seconds[annotator_id].append(spent)
     bias = annotator_bias((a, q, s) for a, q, s, _spent in answers)
+    gold_scores = gold_repository.gold_scores(session, project_ids)
+    scored = {score.project_id for score in gold_scores}
+    configs = {
+        int(project): config
+        for project, config in session.execute(
+            select(Project.id, Project.config).where(Project.id.in_(scored))
+        )
+    }
+    gold = quality_by_annotator(gold_scores, configs)
     # Annotators, plus any lead or admin who answered too.
-    shown = or_(User.role == Role.annotator, User.id.in_(list(counts)))
+    shown = or_(User.role == Role.annotator, User.id.in_([*counts, *gold]))
     annotators = session.scalars(select(User).where(shown).order_by(User.username))
     return [
         AnnotatorStats(
@@ -152,6 +174,10 @@ def annotator_stats(session: Session, viewer: User, project_id: int | None = Non
             answers=counts[user.id],
             median_seconds=statistics.median(seconds[user.id]) if seconds[user.id] else None,
             bias=bias.get(user.id),
+            gold_answers=(quality := gold.get(user.id, NO_GOLD)).answers,
+            gold_error=quality.mean_absolute_error,
+            gold_bias=quality.mean_error,
+            flagged=quality.flagged,
         )
         for user in annotators
     ]

@@ -3,6 +3,7 @@
 from backend.models.annotation import Annotation, Assignment, AssignmentState
 from backend.models.checkpoint import Checkpoint
 from backend.models.example import Example, SigmaChange, SigmaSource, Split
+from backend.models.gold import GoldExample, GoldSource
 from backend.models.membership import ProjectMember
 from backend.models.project import Project, ProjectStatus, ProjectStep
 from backend.models.round import Query, QuerySide, Round, RoundState, Score
@@ -18,6 +19,8 @@ __all__ = [
     "Checkpoint",
     "DeliveryStatus",
     "Example",
+    "GoldExample",
+    "GoldSource",
     "Project",
     "ProjectMember",
     "ProjectStatus",

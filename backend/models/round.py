@@ -26,6 +26,7 @@ class QuerySide(enum.StrEnum):
     deficient = "deficient"  # low entropy: σ too weak
     uncertain = "uncertain"  # baseline strategies
     random = "random"
+    gold = "gold"  # a gold query: an example of known σ, mixed in to measure annotators
 
 
 class Round(Base):
@@ -58,6 +59,9 @@ class Round(Base):
     # Noisy images classified to score and select (completion included) and the scoring jobs' seconds.
     forward_passes: Mapped[int] = mapped_column(default=0, server_default="0")
     scoring_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # The project's gold_rate when the round opened with gold queries (0: none, and tasks/next then
+    # spends no statement on gold). Read with the candidate query's row, so the draw costs no SQL.
+    gold_rate: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
 class Score(Base):
@@ -108,4 +112,8 @@ class Query(Base):
     result_mad: Mapped[float | None] = mapped_column(Float)  # median absolute deviation, in ladder steps
     # The simulated oracle's σ_o (Eq. 7, ladder index) for the example, where the project trains F_o.
     oracle_sigma_index: Mapped[int | None]
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open | complete
+    # The known σ (ladder index) of a gold query (status "gold"): any annotator may answer it once; its
+    # answers measure the annotator and never count towards the round nor change the example's σ.
+    # NULL for the round's selected queries. Never shown by the API.
+    gold_sigma_index: Mapped[int | None]
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | complete | gold

@@ -111,6 +111,16 @@ class ProjectConfig(BaseModel):
     # at every ladder level), and answer each round's queries with the simulated oracle too: σ_o
     # beside the people's consensus (docs/rounds.md). Off by default: it doubles pretraining.
     oracle_reference: bool = False
+    # Gold questions (docs/access-and-tasks.md): the share of tasks that are gold queries (examples of
+    # known σ, answered to measure the annotator, never counted towards σ_i). 0: none, and tasks/next
+    # spends no statement on gold. At most half: the round's own queries stay the work.
+    gold_rate: float = Field(default=0.0, ge=0.0, le=0.5)
+    # Mean absolute error against gold (ladder steps; 10 = σ 0.10) above which an annotator is flagged.
+    gold_max_error: float = Field(default=10.0, ge=0.0, le=90.0)
+    # Gold answers a person gives before they can be flagged: a single slip flags no one.
+    gold_min_answers: int = Field(default=3, ge=1, le=1000)
+    # Aggregation leaves flagged annotators' answers out (all answers stay where none would be left).
+    exclude_flagged: bool = False
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -21,6 +21,7 @@ from backend.models import (
     Split,
     User,
 )
+from backend.tasks.repository import SELECTED
 
 
 def get(session: Session, project_id: int, *, for_update: bool = False) -> Project | None:
@@ -125,7 +126,7 @@ def query_counts_by_round(session: Session, project_id: int) -> dict[int, int]:
     rows = session.execute(
         select(Round.number, func.count(Query.id))
         .join(Query, Query.round_id == Round.id)
-        .where(Round.project_id == project_id)
+        .where(Round.project_id == project_id, SELECTED)
         .group_by(Round.number)
     ).all()
     return {int(number): int(count) for number, count in rows}
@@ -165,7 +166,7 @@ def iter_export_rows(session: Session, project_id: int, batch: int = 2000) -> It
             .join(Annotation, Annotation.query_id == Query.id)
             .join(Round, Round.id == Query.round_id)
             .join(User, User.id == Annotation.annotator_id)
-            .where(Query.example_id.in_(ids))
+            .where(Query.example_id.in_(ids), SELECTED)  # gold answers measure people, not the example
             .order_by(Annotation.id)
         ).all()
         for example_id, round_number, annotator_id, sigma_index, username in answer_rows:

@@ -25,7 +25,7 @@ from backend.models import Assignment, AssignmentState, Project, Query, Round, R
 from backend.models._types import utcnow
 from backend.queue import enqueue_after_commit
 from backend.rounds import repository, timeline
-from backend.tasks.repository import COMPLETE
+from backend.tasks.repository import OPEN
 from backend.webhooks.events import emit_round
 
 # The states in which a job works on the round (retry resumes at one of them).
@@ -162,7 +162,7 @@ _CLOSE_IF_COMPLETE = (
     .where(
         Round.id == bindparam("round_id"),
         Round.state == RoundState.annotating,
-        ~exists().where(Query.round_id == Round.id, Query.status != COMPLETE),
+        ~exists().where(Query.round_id == Round.id, Query.status == OPEN),
     )
     .values(state=RoundState.aggregating)
     .returning(Round.id)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from backend.gold.quality import kept_answers
 from backend.models import Annotation, Checkpoint, Example, Query, Round, RoundState, Split
 from backend.models._types import utcnow
 from backend.rounds import timeline
 from backend.rounds.schemas import QueryRead, RoundCounts, RoundRead
+from backend.tasks.repository import COMPLETE, SELECTED
 
 
 def get(
@@ -25,14 +27,14 @@ def get(
 
 def counts(session: Session, round_id: int) -> RoundCounts:
     queries, complete = session.execute(
-        select(func.count(Query.id), func.count(Query.id).filter(Query.status == "complete")).where(
-            Query.round_id == round_id
+        select(func.count(Query.id), func.count(Query.id).filter(Query.status == COMPLETE)).where(
+            Query.round_id == round_id, SELECTED
         )
     ).one()
     answers, annotators = session.execute(
         select(func.count(Annotation.id), func.count(func.distinct(Annotation.annotator_id)))
         .join(Query, Query.id == Annotation.query_id)
-        .where(Query.round_id == round_id)
+        .where(Query.round_id == round_id, SELECTED)
     ).one()
     return RoundCounts(
         queries=int(queries), complete_queries=int(complete), answers=int(answers), annotators=int(annotators)
@@ -41,7 +43,7 @@ def counts(session: Session, round_id: int) -> RoundCounts:
 
 def required_answers(session: Session, round_id: int) -> int:
     total = session.scalar(
-        select(func.coalesce(func.sum(Query.required_answers), 0)).where(Query.round_id == round_id)
+        select(func.coalesce(func.sum(Query.required_answers), 0)).where(Query.round_id == round_id, SELECTED)
     )
     return int(total or 0)
 
@@ -93,21 +95,25 @@ def round_read(session: Session, round_: Round) -> RoundRead:
 
 
 def queries_of(session: Session, round_id: int) -> Sequence[Query]:
-    return session.scalars(select(Query).where(Query.round_id == round_id).order_by(Query.id)).all()
+    """The round's own queries (not its gold queries), in id order."""
+    return session.scalars(select(Query).where(Query.round_id == round_id, SELECTED).order_by(Query.id)).all()
 
 
-def answers_by_query(session: Session, round_id: int) -> dict[int, list[int]]:
-    """σ indices answered per query of the round, in the order they came."""
+def answers_by_query(
+    session: Session, round_id: int, leaving_out: Collection[int] = ()
+) -> dict[int, list[int]]:
+    """σ indices answered per query of the round (its own, not gold), in the order they came;
+    `leaving_out`: annotators whose answers do not count (`backend.gold.quality.kept_answers`)."""
     rows = session.execute(
-        select(Annotation.query_id, Annotation.sigma_index)
+        select(Annotation.query_id, Annotation.annotator_id, Annotation.sigma_index)
         .join(Query, Query.id == Annotation.query_id)
-        .where(Query.round_id == round_id)
+        .where(Query.round_id == round_id, SELECTED)
         .order_by(Annotation.id)
     ).all()
-    answers: dict[int, list[int]] = {}
-    for query_id, sigma_index in rows:
-        answers.setdefault(int(query_id), []).append(int(sigma_index))
-    return answers
+    by_query: dict[int, list[tuple[int, int]]] = {}
+    for query_id, annotator_id, sigma_index in rows:
+        by_query.setdefault(int(query_id), []).append((int(annotator_id), int(sigma_index)))
+    return {query_id: kept_answers(answers, leaving_out) for query_id, answers in by_query.items()}
 
 
 def query_reads(session: Session, round_id: int) -> list[QueryRead]:
@@ -142,7 +148,7 @@ def answered_before(session: Session, project_id: int, before_number: int) -> se
     rows = session.scalars(
         select(Query.example_id)
         .join(Round, Round.id == Query.round_id)
-        .where(Round.project_id == project_id, Round.number < before_number, answered)
+        .where(Round.project_id == project_id, Round.number < before_number, answered, SELECTED)
     ).all()
     return set(rows)
 

@@ -11,7 +11,7 @@ from backend.models import Project, ProjectStatus, Query, Round, RoundState, Sco
 from backend.projects import repository as project_repository
 from backend.projects.service import can_manage, ensure_can_manage
 from backend.rounds import lifecycle, repository
-from backend.tasks.repository import COMPLETE
+from backend.tasks.repository import OPEN
 
 
 def get_round(session: Session, round_id: int, *, for_update: bool = False) -> Round:
@@ -57,7 +57,7 @@ def close_round(session: Session, round_: Round, closed_by: User | None = None) 
     if closed_by is not None and round_.state == RoundState.annotating:
         # Wait for answers in flight: each holds its query's row lock from before it reads the round's
         # state until it commits. Lock order: queries (in id order), then the round.
-        open_queries = select(Query.id).where(Query.round_id == round_.id, Query.status != COMPLETE)
+        open_queries = select(Query.id).where(Query.round_id == round_.id, Query.status == OPEN)
         session.execute(open_queries.order_by(Query.id).with_for_update()).all()
     locked = repository.get(session, round_.id, for_update=True)
     if locked is None:
@@ -77,7 +77,7 @@ def close_finished_rounds(session: Session, project_id: int | None = None) -> li
     died in between, the round would wait in `annotating` with nothing to ask. `tasks/next` calls
     this when it has nothing to hand out.
     """
-    open_queries = exists().where(Query.round_id == Round.id, Query.status != COMPLETE)
+    open_queries = exists().where(Query.round_id == Round.id, Query.status == OPEN)
     statement = (
         select(Round.id, Project.config)
         .join(Project, Project.id == Round.project_id)

@@ -182,7 +182,7 @@ async def submit_annotation(request: Request, task_id: TaskId, credentials: Anno
             submitted = annotation_service.submit_answer(
                 session, caller.user_id, task_id, body.sigma_index, body.seconds, idempotency_key
             )
-        if not submitted.replayed:
+        if not submitted.replayed and not submitted.gold:
             hop.progress.count_answer(submitted.round_id, one_more_needed=submitted.asked_one_more)
         if submitted.completed_round_id is not None:
             # After the answer's commit, whether or not its client is still there: the last one closes.

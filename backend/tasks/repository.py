@@ -50,6 +50,12 @@ from backend.projects.config import ProjectConfig
 
 OPEN = "open"
 COMPLETE = "complete"
+# A gold query (backend/gold/): handed out beside a round's open queries, answered once by anyone,
+# never counted towards the round. Not `open`: no statement that looks for open queries finds it.
+GOLD = "gold"
+# The round's own queries (the selected ones, open or complete), not its gold queries: what every
+# count, sum and aggregation of a round's queries is over.
+SELECTED: ColumnElement[bool] = Query.status != GOLD
 
 
 def _live(now: Any) -> ColumnElement[bool]:
@@ -170,7 +176,7 @@ def _live_lease_statement(*, by_project: bool, excluding: bool) -> Select[int]:
         .where(
             Assignment.annotator_id == _ANNOTATOR,
             _live(_NOW),
-            Query.status == OPEN,
+            Query.status.in_([OPEN, GOLD]),
             Round.state == RoundState.annotating,
         )
         .order_by(Assignment.id)
@@ -186,7 +192,8 @@ def _live_lease_statement(*, by_project: bool, excluding: bool) -> Select[int]:
 def live_lease_id(
     session: Session, annotator_id: int, now: datetime, project_id: int | None, exclude_id: int | None
 ) -> int | None:
-    """The annotator's unexpired lease on an open query of an annotating round, other than `exclude_id`."""
+    """The annotator's unexpired lease on an open or gold query of an annotating round, other than
+    `exclude_id`."""
     statement = _live_lease_statement(by_project=project_id is not None, excluding=exclude_id is not None)
     parameters = {
         "annotator_id": annotator_id,
@@ -235,7 +242,9 @@ class LockedQuery:
     status: str
     answer_count: int
     required_answers: int
+    round_id: int
     round_state: RoundState
+    gold_rate: float  # the round's share of gold tasks (0: none)
     leases: list[Lease]
 
 
@@ -244,7 +253,9 @@ _LOCKED_QUERY = (
         Query.status,
         Query.answer_count,
         Query.required_answers,
+        Round.id,
         Round.state,
+        Round.gold_rate,
         Assignment.id,
         Assignment.annotator_id,
         Assignment.state,
@@ -265,13 +276,40 @@ def locked_query(session: Session, query_id: int) -> LockedQuery:
         status=str(first[0]),
         answer_count=int(first[1]),
         required_answers=int(first[2]),
-        round_state=RoundState(first[3]),
+        round_id=int(first[3]),
+        round_state=RoundState(first[4]),
+        gold_rate=float(first[5] or 0.0),
         leases=[
-            Lease(int(row[4]), int(row[5]), AssignmentState(row[6]), row[7])
+            Lease(int(row[6]), int(row[7]), AssignmentState(row[8]), row[9])
             for row in rows
-            if row[4] is not None
+            if row[6] is not None
         ],
     )
+
+
+_GOLD_CANDIDATE = (
+    select(Query.id)
+    .where(
+        Query.round_id == bindparam("round_id"),
+        Query.status == GOLD,
+        ~exists().where(
+            Assignment.query_id == Query.id,
+            Assignment.annotator_id == _ANNOTATOR,
+            or_(Assignment.state.in_([AssignmentState.answered, AssignmentState.skipped]), _live(_NOW)),
+        ),
+    )
+    .order_by(Query.id)
+    .limit(1)
+    .with_for_update(of=Query, skip_locked=True)
+)
+
+
+def lock_gold_candidate(session: Session, annotator_id: int, round_id: int, now: datetime) -> int | None:
+    """A gold query of the round that the annotator never answered, skipped or holds, its row locked
+    until commit; None when there is none (or others hold them all this instant)."""
+    parameters = {"round_id": round_id, "annotator_id": annotator_id, "now": now}
+    found = session.connection().execute(_GOLD_CANDIDATE, parameters).scalar()
+    return None if found is None else int(found)
 
 
 _INSERT_LEASE = insert(Assignment).returning(Assignment.id)
@@ -386,7 +424,7 @@ def task_view(session: Session, assignment_id: int, annotator_id: int) -> TaskVi
 
 _ROUND_PROGRESS = select(
     func.coalesce(func.sum(Query.answer_count), 0), func.coalesce(func.sum(Query.required_answers), 0)
-).where(Query.round_id == bindparam("round_id"))
+).where(Query.round_id == bindparam("round_id"), SELECTED)
 
 
 def round_progress(session: Session, round_id: int) -> tuple[int, int]:

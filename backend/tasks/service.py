@@ -10,6 +10,7 @@ transaction starts with BEGIN IMMEDIATE: one writer at a time.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ from backend.errors import Conflict, NotFound
 from backend.models import Assignment, AssignmentState, Query, Role, Round, RoundState, User
 from backend.tasks import repository
 from backend.tasks.progress import RoundProgress
-from backend.tasks.repository import OPEN, Lease
+from backend.tasks.repository import GOLD, OPEN, Lease
 
 # Candidates tried after losing races before a request gives up with "nothing available" (each
 # loss means another annotator just took that slot, so the pool really is contended).
@@ -47,6 +48,7 @@ def next_task(
     *,
     annotator_locked: bool = False,
     role: Role = Role.annotator,
+    draw: Callable[[], float] = random.random,
 ) -> int | None:
     """Id of the annotator's live lease, or of a new one on a query with a free slot; None if none is left.
 
@@ -55,6 +57,11 @@ def next_task(
     is locked first (two tabs asking at once get one lease), unless the caller already did
     (`annotator_locked`: `resolve_caller(..., lock_user=True)` does it with the token's lookup).
     Only projects whose tasks the `role` may take are searched (`repository._may_take_tasks`).
+
+    Gold: where the round of the query found has gold queries, with probability its `gold_rate`
+    (`draw()` below it) the lease is on one of them instead, if the annotator has one left
+    (`_lease_gold`). Only a free slot of a selected query gets that chance, so gold is never all
+    that is left to do; in rounds without gold it costs no statement.
     """
     now = now_utc()
     if not annotator_locked:
@@ -77,7 +84,7 @@ def next_task(
             if query_id is None:
                 break
             tried.append(query_id)
-            lease_id = _lease_if_free(session, annotator_id, query_id, now, expires_at)
+            lease_id = _lease_if_free(session, annotator_id, query_id, now, expires_at, draw)
             if lease_id is not None:
                 return lease_id
     return None
@@ -92,9 +99,15 @@ def _live_leases_of_others(leases: list[Lease], annotator_id: int, now: datetime
 
 
 def _lease_if_free(
-    session: Session, annotator_id: int, query_id: int, now: datetime, expires_at: datetime
+    session: Session,
+    annotator_id: int,
+    query_id: int,
+    now: datetime,
+    expires_at: datetime,
+    draw: Callable[[], float],
 ) -> int | None:
-    """With the query row locked: lease it to the annotator if a slot is still free (fresh read)."""
+    """With the query row locked: lease it to the annotator if a slot is still free (fresh read), or,
+    with probability the round's gold rate, one of the round's gold queries instead."""
     query = repository.locked_query(session, query_id)
     if query.status != OPEN or query.round_state != RoundState.annotating:
         return None
@@ -103,9 +116,40 @@ def _lease_if_free(
         return None
     if query.answer_count + _live_leases_of_others(query.leases, annotator_id, now) >= query.required_answers:
         return None
+    if query.gold_rate > 0 and draw() < query.gold_rate:
+        gold = _lease_gold(session, annotator_id, query.round_id, now, expires_at)
+        if gold is not None:
+            return gold
+    return _take(session, query_id, query.leases, own, annotator_id, now, expires_at)
+
+
+def _lease_gold(
+    session: Session, annotator_id: int, round_id: int, now: datetime, expires_at: datetime
+) -> int | None:
+    """A lease on a gold query of the round the annotator has not answered, skipped or held; None when
+    none is left to them. Gold queries have no slots: any number of annotators may hold one."""
+    gold_id = repository.lock_gold_candidate(session, annotator_id, round_id, now)
+    if gold_id is None:
+        return None
+    gold = repository.locked_query(session, gold_id)
+    own = next((lease for lease in gold.leases if lease.annotator_id == annotator_id), None)
+    return _take(session, gold_id, gold.leases, own, annotator_id, now, expires_at)
+
+
+def _take(
+    session: Session,
+    query_id: int,
+    leases: list[Lease],
+    own: Lease | None,
+    annotator_id: int,
+    now: datetime,
+    expires_at: datetime,
+) -> int:
+    """Lease the locked query to the annotator: their own lapsed assignment comes back to them, or a
+    new one is made; other lapsed leases are marked expired on the way."""
     lapsed = [
         lease.id
-        for lease in query.leases
+        for lease in leases
         if lease is not own
         and lease.state == AssignmentState.leased
         and not is_live(lease.state, lease.expires_at, now)
@@ -191,6 +235,8 @@ def slot_conflict(
         return f"task {task_id} is already answered"
     if task_state == AssignmentState.skipped:
         return f"task {task_id} was skipped"
+    if query_status == GOLD:  # no slots: anyone may answer it once, while the round annotates
+        return None
     if query_status != OPEN:
         return f"the query of task {task_id} already has all its answers"
     if is_live(task_state, expires_at, now):

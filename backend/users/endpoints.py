@@ -58,7 +58,7 @@ def list_annotators(
     session: SessionDep,
     project_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> list[AnnotatorRead]:
-    """Annotators with their answer counts, median seconds per task and bias against the consensus."""
+    """Annotators: answer counts, median seconds per task, bias against the consensus, error vs gold."""
     return [
         AnnotatorRead(
             id=stats.id,
@@ -66,6 +66,10 @@ def list_annotators(
             answers=stats.answers,
             median_seconds=stats.median_seconds,
             bias=stats.bias,
+            gold_answers=stats.gold_answers,
+            gold_error=stats.gold_error,
+            gold_bias=stats.gold_bias,
+            flagged=stats.flagged,
         )
         for stats in annotator_stats(session, user, project_id)
     ]

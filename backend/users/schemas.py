@@ -32,6 +32,10 @@ class AnnotatorRead(BaseModel):
     answers: int
     median_seconds: float | None  # per task
     bias: float | None  # mean (own answer - query median) in ladder steps; positive tolerates more noise
+    gold_answers: int  # answers to gold queries; never counted in `answers` nor `bias`
+    gold_error: float | None  # mean |answer - known σ| in ladder steps; None without gold answers
+    gold_bias: float | None  # mean (answer - known σ) in ladder steps; positive tolerates more noise
+    flagged: bool  # past a project's gold_max_error on at least its gold_min_answers gold answers
 
 
 class UserUpdate(BaseModel):

@@ -32,6 +32,7 @@ from backend.models import (
     Role,
     Round,
     RoundState,
+    Score,
     Split,
     User,
 )
@@ -39,6 +40,7 @@ from backend.projects.config import ProjectConfig
 from backend.security import hash_password
 from backend.settings import Settings
 from backend.storage import write_images
+from backend.tasks.repository import GOLD
 
 PASSWORD = "correct-horse-battery"
 _names = itertools.count(1)
@@ -151,6 +153,24 @@ def make_round(
     return round_
 
 
+def make_scored_round(session: Session, project: Project, number: int, examples: Sequence[Example]) -> Round:
+    """Round `number` in scoring with every example scored, H falling with the position in `examples`
+    (the first ranks highest: most excessive; the last lowest: most deficient)."""
+    round_ = make_round(session, project, number, RoundState.scoring)
+    session.add_all(
+        Score(
+            round_id=round_.id,
+            example_id=example.id,
+            entropy=1.0 - index / (len(examples) + 1),
+            clean_uncertainty=0.0,
+            noise_uncertainty=0.0,
+        )
+        for index, example in enumerate(examples)
+    )
+    session.flush()
+    return round_
+
+
 def make_queries(
     session: Session, round_: Round, examples: Sequence[Example], required_answers: int | None = None
 ) -> list[Query]:
@@ -183,6 +203,29 @@ def make_annotating_round(
     examples = make_examples(session, project, queries)
     round_ = make_round(session, project)
     return project, round_, make_queries(session, round_, examples)
+
+
+def make_gold_queries(
+    session: Session, round_: Round, examples: Sequence[Example], known: int
+) -> list[Query]:
+    """A gold query of `round_` per example, of known σ index `known` (as the round's start makes them)."""
+    queries = [
+        Query(
+            round_id=round_.id,
+            example_id=example.id,
+            side=QuerySide.gold,
+            score=0.0,
+            required_answers=0,
+            answer_count=0,
+            sigma_index_before=example.sigma_index,
+            gold_sigma_index=known,
+            status=GOLD,
+        )
+        for example in examples
+    ]
+    session.add_all(queries)
+    session.flush()
+    return queries
 
 
 @dataclass

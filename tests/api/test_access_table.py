@@ -73,9 +73,24 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/projects/{project_id}/webhooks"): MANAGE,
     ("DELETE", "/webhooks/{webhook_id}"): MANAGE,
     ("GET", "/webhooks/{webhook_id}/deliveries"): MANAGE,
+    ("GET", "/projects/{project_id}/gold"): MANAGE,
+    ("POST", "/projects/{project_id}/gold"): MANAGE,
+    ("POST", "/projects/{project_id}/gold/from-agreement"): MANAGE,
+    ("GET", "/projects/{project_id}/gold/settings"): MANAGE,
+    ("PUT", "/projects/{project_id}/gold/settings"): MANAGE,
+    ("DELETE", "/gold/{gold_id}"): MANAGE,
 }
 # Anything here is data an annotator must never read (answers of others, exports, checkpoints).
-MANAGED_PREFIXES = ("/users", "/annotators", "/tokens", "/projects", "/rounds", "/checkpoints", "/webhooks")
+MANAGED_PREFIXES = (
+    "/users",
+    "/annotators",
+    "/tokens",
+    "/projects",
+    "/rounds",
+    "/checkpoints",
+    "/webhooks",
+    "/gold",
+)
 
 # Browser pages: who may see each (anything else is a redirect, to the login page for anonymous).
 UI_PUBLIC = {"/login"}

@@ -54,6 +54,10 @@ def test_defaults() -> None:
         "score_shard_size": 5000,
         "scoring": "adaptive",
         "oracle_reference": False,
+        "gold_rate": 0.0,
+        "gold_max_error": 10.0,
+        "gold_min_answers": 3,
+        "exclude_flagged": False,
         "initial_sigma_index": 30,  # derived from initial_sigma
     }
     assert config.dataset.model_dump() == {

@@ -114,6 +114,10 @@ def test_annotator_statistics_count_answers_time_and_bias_in_own_projects(api: A
         "answers": 3,
         "median_seconds": 4.0,
         "bias": pytest.approx(-3.0),  # each query's median is 33
+        "gold_answers": 0,
+        "gold_error": None,
+        "gold_bias": None,
+        "flagged": False,
     }
     assert (stats[high.id]["answers"], stats[high.id]["median_seconds"]) == (3, 10.0)
     assert stats[high.id]["bias"] == pytest.approx(3.0)

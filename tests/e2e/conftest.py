@@ -178,6 +178,19 @@ def annotating_round(server: Server) -> AnnotatingRound:
     return AnnotatingRound(project_id=project_id, round_id=round_id, queries=round_["counts"]["queries"])
 
 
+@pytest.fixture
+def page(browser: Any) -> Any:
+    """A desktop-size page that accepts confirm() dialogs and fails its test on a JavaScript error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("dialog", lambda dialog: dialog.accept())
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
 def sign_in(page: Any, server: Server, username: str) -> None:
     page.goto(f"{server.base_url}/login")
     page.fill("input[name=username]", username)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from backend.db import create_db_engine, make_session_factory, unit_of_work
@@ -17,18 +16,6 @@ from tests.e2e.conftest import BROWSER_TESTS, Server, sign_in, wait_for_js
 pytestmark = BROWSER_TESTS
 
 PUBLIC_URL = "http://93.184.215.14/hooks/aqpl"  # an IP literal: no DNS needed, never contacted here
-
-
-@pytest.fixture
-def page(browser: Any) -> Any:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("dialog", lambda dialog: dialog.accept())
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def test_the_project_page_adds_a_webhook_and_shows_its_delivery_log(server: Server, page: Any) -> None:

@@ -6,36 +6,23 @@ the real aggregation and selection read and write the rows the factories made.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-import worker.jobs.rounds
-import worker.jobs.steps
-from backend.models import Query, QuerySide, Role, RoundState, Score, SigmaChange, SigmaSource
+from backend.models import Query, QuerySide, Role, RoundState, SigmaChange, SigmaSource
 from backend.rounds.repository import answered_before
 from backend.rounds.service import close_round
-from tests.api.factories import make_examples, make_project, make_queries, make_round, make_user
+from tests.api.factories import (
+    make_examples,
+    make_project,
+    make_queries,
+    make_round,
+    make_scored_round,
+    make_user,
+)
 from tests.api.platform_support import add_answer
 from worker.jobs.rounds import aggregate
 from worker.jobs.scoring import _select_and_open
-
-
-@pytest.fixture
-def session(db_session: Session, monkeypatch: pytest.MonkeyPatch) -> Session:
-    """The test's session, also handed to every unit of work the worker's steps open."""
-
-    @contextmanager
-    def job_session() -> Iterator[Session]:
-        yield db_session
-        db_session.flush()
-
-    monkeypatch.setattr(worker.jobs.rounds, "job_session", job_session)
-    monkeypatch.setattr(worker.jobs.steps, "job_session", job_session)
-    return db_session
 
 
 def test_an_example_whose_query_got_no_answer_can_be_selected_again(session: Session) -> None:
@@ -62,19 +49,8 @@ def test_an_example_whose_query_got_no_answer_can_be_selected_again(session: Ses
     assert session.scalars(select(SigmaChange).where(SigmaChange.example_id == unanswered.id)).all() == []
     first.state = RoundState.published
 
-    second = make_round(session, project, 2, RoundState.scoring)
     # H falls with the dataset index: the answered examples rank highest, the unanswered one next.
-    session.add_all(
-        Score(
-            round_id=second.id,
-            example_id=example.id,
-            entropy=1.0 - index / 10,
-            clean_uncertainty=0.0,
-            noise_uncertainty=0.0,
-        )
-        for index, example in enumerate(examples)
-    )
-    session.flush()
+    second = make_scored_round(session, project, 2, examples)
     assert answered_before(session, project.id, 2) == {example.id for example in answered}
 
     _select_and_open(session, second, project, project.config)

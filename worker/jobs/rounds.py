@@ -24,12 +24,13 @@ from backend.annotations.aggregation import (
     median_on_ladder,
 )
 from backend.db import create_db_engine, make_session_factory, unit_of_work
-from backend.models import Example, Project, Query, Round, RoundState, SigmaChange, SigmaSource, Split
+from backend.gold.quality import flagged_annotators
+from backend.models import Example, Project, Round, RoundState, SigmaChange, SigmaSource, Split
 from backend.projects import lifecycle as project_lifecycle
 from backend.projects.repository import sigma_histogram
 from backend.queue import JobSender, install_outbox
 from backend.rounds import lifecycle as round_lifecycle
-from backend.rounds.repository import answers_by_query
+from backend.rounds.repository import answers_by_query, queries_of
 from backend.settings import get_settings
 from worker import pipeline
 from worker.celery_app import app
@@ -59,9 +60,7 @@ def _oracle_answers(round_id: int) -> dict[int, int]:
             return {}
         config = project.config
         train = split_arrays(session, project.id, Split.train)
-        queried = session.execute(
-            select(Query.id, Query.example_id).where(Query.round_id == round_id).order_by(Query.id)
-        ).all()
+        queried = [(query.id, query.example_id) for query in queries_of(session, round_id)]
     if not queried:
         return {}
     path = storage.reference_path(settings(), project.id)
@@ -81,8 +80,12 @@ def _aggregate(round_id: int, oracle: dict[int, int]) -> None:
         if round_ is None:
             return
         round_.sigma_histogram_before = sigma_histogram(session, round_.project_id)
-        answers = answers_by_query(session, round_id)
-        queries = session.scalars(select(Query).where(Query.round_id == round_id).order_by(Query.id)).all()
+        project = session.get(Project, round_.project_id)
+        assert project is not None  # foreign key
+        config = project.config
+        flagged = flagged_annotators(session, project.id, config) if config.exclude_flagged else set()
+        answers = answers_by_query(session, round_id, leaving_out=flagged)
+        queries = queries_of(session, round_id)
         examples = {
             example.id: example
             for example in session.scalars(

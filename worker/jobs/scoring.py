@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from aqpl import job_names
 from backend import storage
 from backend.checkpoints.repository import of_round_number
+from backend.gold import repository as gold_repository
 from backend.models import Example, Project, Query, QuerySide, Round, RoundState, Score, Split
 from backend.projects.config import ProjectConfig
 from backend.rounds import lifecycle as round_lifecycle
@@ -280,7 +281,8 @@ def _open(
     sigma_before: npt.NDArray[np.int64],
     chosen: list[pipeline.Selected],
 ) -> None:
-    """The chosen examples become the round's queries and the round moves to annotating."""
+    """The chosen examples become the round's queries and the round moves to annotating; with a gold
+    rate, the project's gold examples not chosen become its gold queries (`backend.gold`)."""
     overlap = config.overlap
     session.execute(delete(Query).where(Query.round_id == round_.id))
     session.add_all(
@@ -296,6 +298,9 @@ def _open(
         )
         for item in chosen
     )
+    session.flush()
+    if config.gold_rate > 0 and gold_repository.add_gold_queries(session, round_.id, round_.project_id):
+        round_.gold_rate = config.gold_rate
     round_lifecycle.move(session, round_, RoundState.annotating, total=overlap * len(chosen))
     if not chosen:  # every example was answered before: nothing to ask, go on to retraining
         round_lifecycle.move(session, round_, RoundState.aggregating)

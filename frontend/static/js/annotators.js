@@ -1,4 +1,5 @@
-// Annotators: answer counts, median seconds and bias; and the form that creates accounts.
+// Annotators: answer counts, median seconds, bias, error against gold (and who is flagged); and the
+// form that creates accounts.
 
 import { describeError, get, post } from "./api.js";
 import { h } from "./dom.js";
@@ -14,23 +15,32 @@ function number(value, digits) {
   return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
 }
 
+/** Mean absolute error against gold in σ (ladder steps / 100) and which way the person leans. */
+function goldError(row) {
+  if (row.gold_error === null || row.gold_error === undefined) return "–";
+  const bias = row.gold_bias / 100;
+  return `${(row.gold_error / 100).toFixed(2)} (leans ${bias > 0 ? "+" : ""}${bias.toFixed(2)})`;
+}
+
 async function refresh() {
   try {
     const annotators = await get("annotators");
     listError.hidden = true;
     if (!annotators.length) {
-      table.replaceChildren(h("tr", { class: "empty-row" }, h("td", { colspan: "4" }, "No annotator yet: create one below.")));
+      table.replaceChildren(h("tr", { class: "empty-row" }, h("td", { colspan: "6" }, "No annotator yet: create one below.")));
       return;
     }
     table.replaceChildren(
       ...annotators.map((row) =>
         h(
           "tr",
-          { "data-username": row.username },
-          h("td", {}, row.username),
+          { "data-username": row.username, "data-flagged": row.flagged ? "true" : "false" },
+          h("td", {}, row.username, row.flagged ? [" ", h("span", { class: "badge flagged", title: "Past a project's gold error threshold" }, "flagged")] : null),
           h("td", { class: "num" }, String(row.answers)),
           h("td", { class: "num" }, number(row.median_seconds, 1)),
           h("td", { class: "num" }, row.bias === null || row.bias === undefined ? "–" : `${row.bias > 0 ? "+" : ""}${row.bias.toFixed(1)}`),
+          h("td", { class: "num" }, String(row.gold_answers ?? 0)),
+          h("td", { class: "num" }, goldError(row)),
         ),
       ),
     );

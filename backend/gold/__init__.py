@@ -1,0 +1,1 @@
+"""Gold questions: examples of known σ mixed into annotators' tasks, and what their answers say."""
