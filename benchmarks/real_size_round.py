@@ -336,12 +336,19 @@ def run_variants(
                     set_scoring_mode(url, project_id, mode)
                     round_ = client.post(f"/api/v1/projects/{project_id}/rounds").raise_for_status().json()
                     scored = wait_round(client, round_["id"], {"annotating"}, args.timeout)
+                    picked = client.get(f"/api/v1/rounds/{round_['id']}/queries").raise_for_status().json()
                     variants[f"{mode}:{precision}"] = {
                         "scoring_state_seconds": scored["state_seconds"]["scoring"],
                         "scoring_seconds": scored["scoring_seconds"],
                         "forward_passes": scored["forward_passes"],
+                        "selected": sorted([query["example_id"], query["side"]] for query in picked),
                     }
-                    print(f"{mode} {precision}: {variants[f'{mode}:{precision}']}")
+                    shown = {
+                        key: value
+                        for key, value in variants[f"{mode}:{precision}"].items()
+                        if key != "selected"
+                    }
+                    print(f"{mode} {precision}: {shown}")
                     save(results)
                     drop_round(url, round_["id"])
         finally:
@@ -463,10 +470,12 @@ def variant_lines(results: dict[str, Any]) -> list[str]:
         return []
     exact_fp32 = variants.get("exact:fp32", {}).get("scoring_state_seconds")
     lines = [
-        "**The scoring state** for each setting, same model and σ (round 1's):",
+        "**The scoring state** for each setting, same model and σ (round 1's); *same picks* is the share "
+        "of exact fp32's 2B selected (example, side) pairs that the setting selected too:",
         "",
-        "| scoring | precision | `scoring` state, s | forward passes | noisy img/s | vs exact fp32 |",
-        "|---|---|---:|---:|---:|---:|",
+        "| scoring | precision | `scoring` state, s | forward passes | noisy img/s | vs exact fp32 "
+        "| same picks |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for name, row in variants.items():
         mode, precision = name.split(":")
@@ -474,9 +483,19 @@ def variant_lines(results: dict[str, Any]) -> list[str]:
         ratio = f"{exact_fp32 / row['scoring_state_seconds']:.2f}x" if exact_fp32 else "n/a"
         lines.append(
             f"| {mode} | {precision} | {row['scoring_state_seconds']:,.1f} | "
-            f"{row['forward_passes']:,} | {speed:,.0f} | {ratio} |"
+            f"{row['forward_passes']:,} | {speed:,.0f} | {ratio} "
+            f"| {same_picks(row, variants.get('exact:fp32'))} |"
         )
     return [*lines, ""]
+
+
+def same_picks(row: dict[str, Any], reference: dict[str, Any] | None) -> str:
+    """The share of the reference's selected (example, side) pairs that `row` selected too."""
+    if reference is None or "selected" not in row or "selected" not in reference:
+        return "n/a"  # a run from before the selections were recorded
+    mine = {tuple(pair) for pair in row["selected"]}
+    theirs = {tuple(pair) for pair in reference["selected"]}
+    return f"{len(mine & theirs) / max(len(theirs), 1):.0%}"
 
 
 def projection_lines(results: dict[str, Any]) -> list[str]:
