@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
+from backend.db import create_db_engine, make_session_factory
 from tests.support import REPO_ROOT, aqpl_env, aqpl_process, free_port, run_aqpl, wait_for_http, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -81,6 +84,15 @@ class Server:
             headers={"Authorization": f"Bearer {self.login(username)}"},
             timeout=30,
         )
+
+    @contextmanager
+    def database(self) -> Iterator[sessionmaker[Session]]:
+        """Sessions on the server's own database (its embedded SQLite), to seed rows and read them back."""
+        engine = create_db_engine(f"sqlite:///{self.data_dir / 'aqpl.sqlite3'}")
+        try:
+            yield make_session_factory(engine)
+        finally:
+            engine.dispose()
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from backend.db import create_db_engine, make_session_factory, unit_of_work
+from backend.db import unit_of_work
 from backend.models import Project, Role, User
 from tests.api.factories import (
     make_examples,
@@ -25,9 +25,7 @@ KNOWN = 40  # the gold queries' known σ index (σ 0.40)
 
 
 def test_the_project_page_adds_lists_and_deletes_a_gold_example(server: Server, page: Any) -> None:
-    engine = create_db_engine(f"sqlite:///{server.data_dir / 'aqpl.sqlite3'}")
-    sessions = make_session_factory(engine)
-    try:
+    with server.database() as sessions:
         with unit_of_work(sessions) as session:
             lead = session.scalars(select(User).where(User.username == "lead1")).one()
             project = make_project(session, lead, gold_rate=0.1, gold_max_error=8.0)
@@ -92,14 +90,10 @@ def test_the_project_page_adds_lists_and_deletes_a_gold_example(server: Server, 
                 12.0,
                 True,
             )
-    finally:
-        engine.dispose()
 
 
 def test_the_annotators_page_flags_who_answers_gold_badly(server: Server, page: Any) -> None:
-    engine = create_db_engine(f"sqlite:///{server.data_dir / 'aqpl.sqlite3'}")
-    sessions = make_session_factory(engine)
-    try:
+    with server.database() as sessions:
         with unit_of_work(sessions) as session:
             lead = session.scalars(select(User).where(User.username == "lead1")).one()
             careful, careless = make_user(session, Role.annotator), make_user(session, Role.annotator)
@@ -137,5 +131,3 @@ def test_the_annotators_page_flags_who_answers_gold_badly(server: Server, page: 
         assert (
             page.text_content(f"#annotators-table tr[data-username='{names[1]}'] td") == f"{names[1]} flagged"
         )
-    finally:
-        engine.dispose()

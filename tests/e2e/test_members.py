@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from backend.db import create_db_engine, make_session_factory, unit_of_work
+from backend.db import unit_of_work
 from backend.models import Project, ProjectMember, User
 from tests.api.factories import make_project
 from tests.e2e.conftest import BROWSER_TESTS, Server, sign_in, wait_for_js
@@ -28,9 +28,7 @@ def stored(sessions: Any, project_id: int) -> tuple[bool, set[str]]:
 
 
 def test_a_lead_keeps_a_project_to_chosen_annotators(server: Server, page: Any) -> None:
-    engine = create_db_engine(f"sqlite:///{server.data_dir / 'aqpl.sqlite3'}")
-    sessions = make_session_factory(engine)
-    try:
+    with server.database() as sessions:
         with unit_of_work(sessions) as session:
             lead = session.scalars(select(User).where(User.username == "lead1")).one()
             project_id = make_project(session, lead).id
@@ -63,5 +61,3 @@ def test_a_lead_keeps_a_project_to_chosen_annotators(server: Server, page: Any) 
         page.click("#save-members")
         wait_for_js(page, "document.getElementById('members-status').textContent.includes('every annotator')")
         assert stored(sessions, project_id) == (True, {"ann1"})
-    finally:
-        engine.dispose()

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from backend.db import create_db_engine, make_session_factory, unit_of_work
+from backend.db import unit_of_work
 from backend.models import DeliveryStatus, User, WebhookDelivery
 from tests.api.factories import make_project
 from tests.e2e.conftest import BROWSER_TESTS, Server, sign_in, wait_for_js
@@ -19,9 +19,7 @@ PUBLIC_URL = "http://93.184.215.14/hooks/aqpl"  # an IP literal: no DNS needed, 
 
 
 def test_the_project_page_adds_a_webhook_and_shows_its_delivery_log(server: Server, page: Any) -> None:
-    engine = create_db_engine(f"sqlite:///{server.data_dir / 'aqpl.sqlite3'}")
-    sessions = make_session_factory(engine)
-    try:
+    with server.database() as sessions:
         with unit_of_work(sessions) as session:
             lead = session.scalars(select(User).where(User.username == "lead1")).one()
             project_id = make_project(session, lead).id  # ready, no data: the page only lists
@@ -73,5 +71,3 @@ def test_the_project_page_adds_a_webhook_and_shows_its_delivery_log(server: Serv
 
         page.click(f"#webhooks-table [data-webhook-id='{webhook_id}'] button.danger")
         wait_for_js(page, "document.querySelector('#webhooks-table')?.textContent.includes('No webhook yet')")
-    finally:
-        engine.dispose()
