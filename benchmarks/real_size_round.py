@@ -59,8 +59,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "cifar10-subset.npz"
 RESULTS = REPO_ROOT / "docs" / "results" / "real_size_round.json"
 DOC = REPO_ROOT / "docs" / "scale.md"
-SECTION_START = "<!-- real_size_round:start -->"
-SECTION_END = "<!-- real_size_round:end -->"
+
+
+def section_markers(section: str) -> tuple[str, str]:
+    """docs/scale.md's markers around a run's text: `section` names a run kept beside the latest."""
+    name = f"real_size_round:{section}" if section else "real_size_round"
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
 ROUND_STATES = ("scoring", "annotating", "aggregating", "training", "evaluating")
 FULL_SIZE = {"train": 50_000, "test": 10_000}  # CIFAR-10
 POLL_SECONDS = 2.0
@@ -243,9 +249,9 @@ def annotate_all(base: str, project_id: int, tokens: list[str], seed: int) -> in
     return sum(answered)
 
 
-def save(results: dict[str, Any]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+def save(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def project_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -292,7 +298,7 @@ def run_round(args: argparse.Namespace, results: dict[str, Any], data_dir: Path,
             }
             seconds = results["project"]["import_pretrain_evaluate_seconds"]
             print(f"project {project['id']} ready in {seconds:,.0f} s")
-            save(results)
+            save(results, args.results)
             opened = time.monotonic()
             round_ = client.post(f"/api/v1/projects/{project['id']}/rounds").raise_for_status().json()
             wait_round(client, round_["id"], {"annotating"}, args.timeout)
@@ -312,7 +318,7 @@ def run_round(args: argparse.Namespace, results: dict[str, Any], data_dir: Path,
                 "metrics": checkpoint["metrics"],
             }
             print(f"round 1 published in {results['round']['wall_seconds']:,.0f} s: {final['state_seconds']}")
-            save(results)
+            save(results, args.results)
             return int(project["id"])
     finally:
         stop_server(server.process)
@@ -349,7 +355,7 @@ def run_variants(
                         if key != "selected"
                     }
                     print(f"{mode} {precision}: {shown}")
-                    save(results)
+                    save(results, args.results)
                     drop_round(url, round_["id"])
         finally:
             stop_server(server.process)
@@ -373,11 +379,20 @@ def images_evaluated(metrics: dict[str, Any]) -> int:
     return int(metrics["test_examples"]) * sets
 
 
+# The instruction sets that decide bf16's and int8's speed (docs/engine.md).
+SPEED_FLAGS = ("avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8")
+
+
 def cpu_model() -> str:
+    """The CPU's model name and which of SPEED_FLAGS it has."""
+    model, flags = "unknown CPU", set[str]()
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
+            model = line.split(":", 1)[1].strip()
+        elif line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+    present = [flag for flag in SPEED_FLAGS if flag in flags]
+    return f"{model} ({', '.join(present) if present else 'no bf16/int8 dot-product instructions'})"
 
 
 def projections(results: dict[str, Any], gpu_train: float, gpu_infer: float) -> dict[str, Any]:
@@ -521,10 +536,11 @@ def projection_lines(results: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def write_doc(text: str) -> None:
+def write_doc(text: str, section: str) -> None:
     page = DOC.read_text()
-    start, end = page.index(SECTION_START), page.index(SECTION_END)
-    DOC.write_text(page[: start + len(SECTION_START)] + "\n" + text.rstrip() + "\n" + page[end:])
+    start_marker, end_marker = section_markers(section)
+    start, end = page.index(start_marker), page.index(end_marker)
+    DOC.write_text(page[: start + len(start_marker)] + "\n" + text.rstrip() + "\n" + page[end:])
 
 
 def main() -> None:
@@ -553,12 +569,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--docs", action="store_true", help="write the result into docs/scale.md")
     parser.add_argument("--render", action="store_true", help="re-render the saved JSON, run nothing")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="the JSON the run writes (--render reads)"
+    )
+    parser.add_argument(
+        "--section",
+        default="",
+        help="docs/scale.md's section for --docs: '' the latest run, else a named one",
+    )
     parser.add_argument("--keep", type=Path, default=None, help="keep the data folder here")
     args = parser.parse_args()
     if args.render:
-        results = json.loads(RESULTS.read_text())
-        results["projection"] = projections(results, args.gpu_train_img_s, args.gpu_infer_img_s)
-        publish(results, args.docs)
+        saved = json.loads(args.results.read_text())
+        saved["projection"] = projections(saved, args.gpu_train_img_s, args.gpu_infer_img_s)
+        publish(saved, args)
         return
     if not args.data.is_file():
         parser.error(f"{args.data}: no such file (see ../shared/data/README.md)")
@@ -576,15 +600,15 @@ def main() -> None:
         if args.variants:
             run_variants(args, results, data_dir, url, project_id)
     results["projection"] = projections(results, args.gpu_train_img_s, args.gpu_infer_img_s)
-    publish(results, args.docs)
+    publish(results, args)
 
 
-def publish(results: dict[str, Any], docs: bool) -> None:
-    save(results)
+def publish(results: dict[str, Any], args: argparse.Namespace) -> None:
+    save(results, args.results)
     text = markdown(results)
     print(text)
-    if docs:
-        write_doc(text)
+    if args.docs:
+        write_doc(text, args.section)
 
 
 if __name__ == "__main__":
