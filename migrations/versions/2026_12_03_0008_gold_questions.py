@@ -83,10 +83,16 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["project_id"], ["projects.id"], name=op.f("fk_gold_examples_project_id_projects"), ondelete="CASCADE"
+            ["project_id"],
+            ["projects.id"],
+            name=op.f("fk_gold_examples_project_id_projects"),
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["example_id"], ["examples.id"], name=op.f("fk_gold_examples_example_id_examples"), ondelete="CASCADE"
+            ["example_id"],
+            ["examples.id"],
+            name=op.f("fk_gold_examples_example_id_examples"),
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["from_query_id"],
