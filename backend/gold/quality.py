@@ -53,19 +53,17 @@ def quality_by_annotator(
     return {
         person: GoldQuality(
             answers=count,
-            mean_absolute_error=absolute[person] / count if count else None,
-            mean_error=signed[person] / count if count else None,
+            mean_absolute_error=absolute[person] / count,  # count ≥ 1: a score is of some answers
+            mean_error=signed[person] / count,
             flagged=person in flagged,
         )
         for person, count in answers.items()
     }
 
 
-def flagged_annotators(
-    session: Session, project_id: int, config: ProjectConfig, annotator_ids: Collection[int] | None = None
-) -> set[int]:
-    """The project's flagged annotators (among `annotator_ids`, if given)."""
-    scores = repository.gold_scores(session, [project_id], annotator_ids)
+def flagged_annotators(session: Session, project_id: int, config: ProjectConfig) -> set[int]:
+    """The project's flagged annotators."""
+    scores = repository.gold_scores(session, [project_id])
     return {score.annotator_id for score in scores if is_flagged(score, config)}
 
 

@@ -68,13 +68,10 @@ def agreeing_queries(
     return list(latest.values())
 
 
-def add_gold_queries(session: Session, round_id: int, project_id: int) -> int:
+def add_gold_queries(session: Session, round_id: int, project_id: int, selected: Collection[int]) -> int:
     """The round's gold queries: one per gold example of the project that the round did not select
-    (a query per round and example); how many. At σ_i as it is now, like a selected query."""
-    selected = {
-        int(example_id)
-        for example_id in session.scalars(select(Query.example_id).where(Query.round_id == round_id))
-    }
+    (`selected`: the example ids of its own queries); how many. At σ_i as it is now, like a selected
+    query."""
     if not selected:  # nothing to ask: the round goes straight on, gold alone is never handed out
         return 0
     rows = session.execute(
@@ -114,9 +111,7 @@ class GoldScore:
     error_sum: float  # sum of (answer - known σ): the sign says which way they lean
 
 
-def gold_scores(
-    session: Session, project_ids: Collection[int] | None, annotator_ids: Collection[int] | None = None
-) -> list[GoldScore]:
+def gold_scores(session: Session, project_ids: Collection[int] | None) -> list[GoldScore]:
     """Per project and annotator, their gold answers' count and error sums (SQL sums, one statement)."""
     error = Annotation.sigma_index - Query.gold_sigma_index
     statement = (
@@ -134,8 +129,6 @@ def gold_scores(
     )
     if project_ids is not None:
         statement = statement.where(Round.project_id.in_(list(project_ids)))
-    if annotator_ids is not None:
-        statement = statement.where(Annotation.annotator_id.in_(list(annotator_ids)))
     return [
         GoldScore(int(project), int(annotator), int(count), float(absolute or 0), float(signed or 0))
         for project, annotator, count, absolute, signed in session.execute(statement)

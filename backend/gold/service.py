@@ -20,21 +20,11 @@ from backend.gold.schemas import (
     GoldSettings,
 )
 from backend.models import Example, GoldExample, GoldSource, Split, User
-from backend.projects import repository as project_repository
 from backend.projects.service import can_manage, ensure_can_manage, get_managed_project, get_project
 
 
 def gold_read(row: GoldExample) -> GoldRead:
-    return GoldRead(
-        id=row.id,
-        project_id=row.project_id,
-        example_id=row.example_id,
-        sigma_index=row.sigma_index,
-        source=row.source,
-        from_query_id=row.from_query_id,
-        created_at=row.created_at,
-        created_by=row.created_by,
-    )
+    return GoldRead.model_validate(row, from_attributes=True)
 
 
 def list_gold(session: Session, user: User, project_id: int) -> list[GoldRead]:
@@ -104,11 +94,9 @@ def gold_settings(session: Session, user: User, project_id: int) -> GoldSettings
 def update_gold_settings(session: Session, user: User, project_id: int, body: GoldSettings) -> GoldSettings:
     """Change the project's gold settings: `gold_rate` applies to rounds that open from now on (a round
     keeps the rate it opened with), `exclude_flagged` and the threshold to aggregations from now on."""
-    project = get_project(session, project_id)
+    project = get_project(session, project_id, for_update=True)
     ensure_can_manage(user, project)
-    locked = project_repository.get(session, project.id, for_update=True)
-    assert locked is not None
-    locked.config = locked.config.model_copy(update=body.model_dump())
+    project.config = project.config.model_copy(update=body.model_dump())
     session.flush()
     return body
 

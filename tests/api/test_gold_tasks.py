@@ -58,7 +58,7 @@ def seed_gold_round(
         for i, example in enumerate(examples[selected:])
     )
     session.flush()
-    add_gold_queries(session, round_.id, project.id)
+    add_gold_queries(session, round_.id, project.id, {query.example_id for query in queries})
     round_.gold_rate = gold_rate
     session.flush()
     gold_queries = session.scalars(

@@ -97,7 +97,7 @@ def annotating_round_with_gold(
     make_gold(session, project, examples[4], 60)
     round_ = make_round(session, project, 1)
     selected = make_queries(session, round_, examples[:3])
-    assert add_gold_queries(session, round_.id, project.id) == 2
+    assert add_gold_queries(session, round_.id, project.id, {q.example_id for q in selected}) == 2
     people = [make_user(session, Role.annotator) for _ in range(3)]
     return project, round_, examples, selected, gold_queries(session, round_), people
 

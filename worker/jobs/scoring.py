@@ -298,8 +298,10 @@ def _open(
         )
         for item in chosen
     )
-    session.flush()
-    if config.gold_rate > 0 and gold_repository.add_gold_queries(session, round_.id, round_.project_id):
+    selected = {int(example_ids[item.index]) for item in chosen}
+    if config.gold_rate > 0 and gold_repository.add_gold_queries(
+        session, round_.id, round_.project_id, selected
+    ):
         round_.gold_rate = config.gold_rate
     round_lifecycle.move(session, round_, RoundState.annotating, total=overlap * len(chosen))
     if not chosen:  # every example was answered before: nothing to ask, go on to retraining

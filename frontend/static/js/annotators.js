@@ -15,11 +15,15 @@ function number(value, digits) {
   return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
 }
 
+/** A signed number: "+0.12", "-3.0"; "–" when missing. */
+function signed(value, digits) {
+  return value === null || value === undefined ? "–" : `${value > 0 ? "+" : ""}${value.toFixed(digits)}`;
+}
+
 /** Mean absolute error against gold in σ (ladder steps / 100) and which way the person leans. */
 function goldError(row) {
   if (row.gold_error === null || row.gold_error === undefined) return "–";
-  const bias = row.gold_bias / 100;
-  return `${(row.gold_error / 100).toFixed(2)} (leans ${bias > 0 ? "+" : ""}${bias.toFixed(2)})`;
+  return `${(row.gold_error / 100).toFixed(2)} (leans ${signed(row.gold_bias / 100, 2)})`;
 }
 
 async function refresh() {
@@ -38,7 +42,7 @@ async function refresh() {
           h("td", {}, row.username, row.flagged ? [" ", h("span", { class: "badge flagged", title: "Past a project's gold error threshold" }, "flagged")] : null),
           h("td", { class: "num" }, String(row.answers)),
           h("td", { class: "num" }, number(row.median_seconds, 1)),
-          h("td", { class: "num" }, row.bias === null || row.bias === undefined ? "–" : `${row.bias > 0 ? "+" : ""}${row.bias.toFixed(1)}`),
+          h("td", { class: "num" }, signed(row.bias, 1)),
           h("td", { class: "num" }, String(row.gold_answers ?? 0)),
           h("td", { class: "num" }, goldError(row)),
         ),
